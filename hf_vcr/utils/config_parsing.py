@@ -1,0 +1,48 @@
+"""Script configuration: a YAML/JSON file plus command-line overrides, parsed by HfArgumentParser."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import yaml
+from transformers import HfArgumentParser
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot parse config: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config must be a mapping of field names to values, got {type(data).__name__}")
+    return data
+
+
+def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None = None):
+    """Parse ``[CONFIG.yaml|json] [--field value ...]`` into instances of ``dataclass_types``.
+
+    Values in the file become parser defaults, so any command-line flag overrides them;
+    unknown keys in the file are an error that names the file and the keys.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types)
+    if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
+        path = argv.pop(0)
+        values = _read_config_file(path)
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {unknown}")
+        # output_dir etc. may be relative to the working directory, as on the command line.
+        parser.set_defaults(**values)
+        required = [a for a in parser._actions if a.required and a.dest in values]
+        for action in required:
+            action.required = False
+    return parser.parse_args_into_dataclasses(args=argv)

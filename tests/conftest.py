@@ -1,0 +1,58 @@
+"""Test-wide settings: offline, small thread pools, isolated caches, shared fixtures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Runs never reach the Hub; tests/hub serves a local Hub and overrides this itself.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        raise FileNotFoundError(f"the real annotation samples are expected in {SHARED_DATA} (shared/ beside the checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_datasets_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("hf_datasets_cache")
+    old = os.environ.get("HF_DATASETS_CACHE")
+    os.environ["HF_DATASETS_CACHE"] = str(cache)
+    yield
+    if old is None:
+        os.environ.pop("HF_DATASETS_CACHE", None)
+    else:
+        os.environ["HF_DATASETS_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def real_vcr_dir(shared_data, tmp_path_factory) -> Path:
+    """The real VCR samples laid out as ``{split}.jsonl`` (val-1 has its image + metadata)."""
+    d = tmp_path_factory.mktemp("real_vcr")
+    shutil.copy(shared_data / "vcr" / "val_sample_from_VLE_README.jsonl", d / "val.jsonl")
+    shutil.copy(shared_data / "vcr" / "train_sample_from_r2c_comment.jsonl", d / "train.jsonl")
+    return d
+
+
+@pytest.fixture(scope="session")
+def synthetic_vcr(tmp_path_factory) -> dict:
+    """A small embedded VCR corpus (official layout)."""
+    from hf_vcr.data.synthetic_vcr import write_vcr_corpus
+
+    return write_vcr_corpus(str(tmp_path_factory.mktemp("synthetic_vcr")), n_train=160, n_val=48, seed=0)

@@ -1,0 +1,112 @@
+"""The VCR loader on the real published samples, views, rendering and tokenization."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hf_vcr.data.references import GENDER_NEUTRAL_NAMES, join_tokens, render, split_tokens
+from hf_vcr.data.tokenization import build_word_tokenizer
+from hf_vcr.data.vcr import load_vcr, read_vcr_jsonl, render_view, tokenize_view
+
+
+@pytest.fixture(scope="module")
+def val(real_vcr_dir, shared_data, tmp_path_factory):
+    return load_vcr("val", str(real_vcr_dir), str(shared_data / "vcr" / "vcr1images"), cache_dir=str(tmp_path_factory.mktemp("c")))
+
+
+def test_real_val_item_with_metadata_and_image(val, shared_data):
+    assert len(val) == 1
+    row = val[0]
+    assert row["annot_id"] == "val-1"
+    assert row["objects"] == ["person", "person", "person", "car", "cellphone", "clock"]
+    # "Does [0] live in this house ?"
+    assert row["question"] == ["Does", "", "live", "in", "this", "house", "?"]
+    assert row["question_refs"][1] == [0]
+    assert row["answer_label"] == 2 and row["rationale_label"] == 3
+    assert len(row["answer_choices"]) == 4 and len(row["rationale_choices"]) == 4
+    assert row["answer_choices_refs"][3][1] == [1]
+    # metadata: 6 boxes with scores, image size 1920x797
+    assert len(row["boxes"]) == 6 and len(row["boxes"][0]) == 5
+    assert row["width"] == 1920 and row["height"] == 797
+    assert row["boxes"][0][0] == pytest.approx(955.7418, rel=1e-5)
+    assert row["image_path"].endswith("@0.jpg")
+    assert row["metadata_path"].endswith("@0.json")
+
+
+def test_real_train_item_without_images(real_vcr_dir, tmp_path):
+    ds = load_vcr("train", str(real_vcr_dir), cache_dir=str(tmp_path))
+    row = ds[0]
+    assert row["annot_id"] == "train-0"
+    assert row["image_path"] is None and row["boxes"] == []
+    assert row["question"][1] == "" and row["question_refs"][1] == [2]
+    assert row["answer_label"] == 1 and row["rationale_label"] == 1
+    # a path to the jsonl works as the split too
+    assert load_vcr(str(real_vcr_dir / "train.jsonl"), None, cache_dir=str(tmp_path))[0]["annot_id"] == "train-0"
+
+
+def test_split_join_roundtrip_on_real_item(real_vcr_dir):
+    item = next(read_vcr_jsonl(str(real_vcr_dir / "val.jsonl")))
+    for tokens in [item["question"]] + item["answer_choices"] + item["rationale_choices"]:
+        assert join_tokens(*split_tokens(tokens)) == tokens
+
+
+def test_reference_rendering_styles():
+    names = ["person", "person", "wine glass", "car"]
+    words, refs = split_tokens(["Why", "is", [0, 1, 2], "near", [3], "?"])
+    r2c, objs = render(words, refs, names, "r2c")
+    assert r2c == ["Why", "is", GENDER_NEUTRAL_NAMES[0], ",", GENDER_NEUTRAL_NAMES[1], "and", "wine", "glass", "near", "car", "?"]
+    assert objs == [-1, -1, 0, -1, 1, -1, 2, 2, -1, 3, -1]
+    idx, objs = render(words, refs, names, "index")
+    assert idx == ["Why", "is", "[0]", ",", "[1]", "and", "[2]", "near", "[3]", "?"]
+    assert objs == [-1, -1, 0, -1, 1, -1, 2, -1, 3, -1]
+    with pytest.raises(ValueError, match="reference style"):
+        render(words, refs, names, "bogus")
+
+
+def test_views_on_real_item(val):
+    row = val[0]
+    rendered, label = render_view(row, "q2a")
+    assert label == 2 and len(rendered) == 4
+    assert rendered[0][0] == ["Does", "Casey", "live", "in", "this", "house", "?"]
+    # QA→R: the query is question + right answer ("No , Casey is a visitor .")
+    rendered, label = render_view(row, "qa2r")
+    assert label == 3 and rendered[0][0][7:] == ["No", ",", "Casey", "is", "a", "visitor", "."]
+    # QR→A (ARC's teacher): question + right rationale, choices are answers
+    rendered, label = render_view(row, "qr2a")
+    assert label == 2 and rendered[0][0][7:10] == ["Casey", "is", "wearing"]
+    assert rendered[1][2][:2] == ["Yes", ","]
+    # A→R probe: the query is the right answer alone
+    rendered, label = render_view(row, "a2r")
+    assert rendered[0][0] == ["No", ",", "Casey", "is", "a", "visitor", "."]
+    # joint 4x4: label 4a + r, query i*4+j holds answer i and rationale j
+    rendered, label = render_view(row, "joint")
+    assert label == 4 * 2 + 3 and len(rendered) == 16
+    assert rendered[9][0][7:] == ["No", ",", "Casey", "is", "a", "visitor", "."]
+    assert rendered[9][2] == rendered[1][2]
+
+
+def test_tokenize_keeps_object_ids(val):
+    tok = build_word_tokenizer(["does casey live in this house ? no , is a visitor wearing"])
+    view = tokenize_view(val, tok, "qa2r", max_length=40)
+    ex = view[0]
+    assert len(ex["input_ids"]) == 4 and ex["labels"] == 3
+    ids, objs = ex["input_ids"][3], ex["object_ids"][3]
+    tokens = tok.convert_ids_to_tokens(ids)
+    assert tokens[0] == "[CLS]" and tokens.count("[SEP]") == 2
+    # every "casey" token carries object 0, every other token -1
+    assert [o for t, o in zip(tokens, objs) if t == "casey"] == [0, 0, 0]
+    assert all(o == -1 for t, o in zip(tokens, objs) if t != "casey")
+    sep = tokens.index("[SEP]")
+    assert set(ex["token_type_ids"][3][: sep + 1]) == {0} and set(ex["token_type_ids"][3][sep + 1 :]) == {1}
+
+
+def test_arrow_cache_is_reused(real_vcr_dir, shared_data, tmp_path):
+    kw = dict(cache_dir=str(tmp_path))
+    first = load_vcr("val", str(real_vcr_dir), str(shared_data / "vcr" / "vcr1images"), **kw)
+    t0 = time.perf_counter()
+    second = load_vcr("val", str(real_vcr_dir), str(shared_data / "vcr" / "vcr1images"), **kw)
+    assert time.perf_counter() - t0 < 5
+    assert second.cache_files and second.cache_files[0]["filename"].startswith(str(tmp_path))
+    assert second[0] == first[0]
