@@ -31,6 +31,9 @@ class VcrConfig(PretrainedConfig):
         max_objects: objects beyond this index are dropped.
         num_fusion_layers / num_fusion_heads: cross-attention layers in which the tokens of each
             choice attend to the objects.
+        freeze_backbone_batchnorm: keep the backbone's BatchNorm layers in eval mode (frozen
+            statistics, as r2c and detection backbones do): small per-device batches of images
+            then give the same result as one large batch, on one device or many.
     """
 
     model_type = "hf_vcr_vcr"
@@ -50,6 +53,7 @@ class VcrConfig(PretrainedConfig):
         num_fusion_heads: int = 4,
         fusion_dropout: float = 0.1,
         classifier_dropout: float = 0.1,
+        freeze_backbone_batchnorm: bool = True,
         **kwargs,
     ):
         if visual_source not in ("backbone", "features", "none"):
@@ -67,6 +71,7 @@ class VcrConfig(PretrainedConfig):
         self.num_fusion_heads = num_fusion_heads
         self.fusion_dropout = fusion_dropout
         self.classifier_dropout = classifier_dropout
+        self.freeze_backbone_batchnorm = freeze_backbone_batchnorm
         super().__init__(**kwargs)
 
     @property
@@ -79,6 +84,14 @@ class VcrConfig(PretrainedConfig):
             value = getattr(self, key)
             out[key] = value.to_dict() if isinstance(value, PretrainedConfig) else value
         return out
+
+    def set_dropout(self, p: float) -> None:
+        """Set every dropout probability (text encoder, fusion, classifier) to ``p``."""
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
+            if hasattr(self.text_config, name):
+                setattr(self.text_config, name, p)
+        self.fusion_dropout = p
+        self.classifier_dropout = p
 
     @classmethod
     def tiny(cls, vocab_size: int = 128, visual_source: str = "backbone", **kwargs) -> "VcrConfig":

@@ -80,6 +80,14 @@ class VcrModel(VcrPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.config.visual_source == "backbone" and self.config.freeze_backbone_batchnorm:
+            for module in self.vision_backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
     # -- visual side -----------------------------------------------------------------
     def _feature_map(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out = self.vision_backbone(pixel_values=pixel_values)

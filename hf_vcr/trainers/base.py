@@ -48,6 +48,15 @@ class HfVcrTrainer(Trainer):
         self._component_logs[mode].clear()
         super().log(logs, start_time)
 
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        # push_to_hub() calls this: keep the method's card rendered from model_cards/ when there is one
+        card = os.path.join(self.args.output_dir, "README.md")
+        if os.path.isfile(card):
+            with open(card, encoding="utf-8") as f:
+                if "hf_vcr" in f.read():
+                    return
+        super().create_model_card(*args, **kwargs)
+
     # ------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
@@ -58,4 +67,6 @@ class HfVcrTrainer(Trainer):
     def train_resuming(self, **kwargs: Any):
         """``train()`` that resumes from the newest complete checkpoint in ``output_dir``, if any."""
         checkpoint = find_resumable_checkpoint(self.args.output_dir, remove_incomplete=self.is_world_process_zero())
+        if checkpoint is not None and self.is_world_process_zero():
+            print(f"hf_vcr: resuming from {checkpoint}", flush=True)
         return self.train(resume_from_checkpoint=checkpoint, **kwargs)

@@ -62,28 +62,25 @@ def build_tokenizer(model_args, train: Dataset) -> PreTrainedTokenizerBase:
 def build_model(model_args, tokenizer: PreTrainedTokenizerBase) -> VcrForMultipleChoice:
     if model_args.model_name_or_path:
         return VcrForMultipleChoice.from_pretrained(model_args.model_name_or_path)
+    size = (model_args.image_size, model_args.image_size)
     if model_args.text_encoder is None and model_args.tiny:
-        config = VcrConfig.tiny(
-            vocab_size=len(tokenizer),
-            visual_source=model_args.visual_source,
-            image_size=(model_args.image_size, model_args.image_size),
-        )
-        model = VcrForMultipleChoice(config)
+        config = VcrConfig.tiny(vocab_size=len(tokenizer), visual_source=model_args.visual_source, image_size=size)
     else:
         from transformers import AutoConfig
 
-        text_config = AutoConfig.from_pretrained(model_args.text_encoder)
-        vision_config = AutoConfig.from_pretrained(model_args.vision_backbone) if model_args.vision_backbone else None
         config = VcrConfig(
-            text_config=text_config,
-            vision_config=vision_config,
+            text_config=AutoConfig.from_pretrained(model_args.text_encoder),
+            vision_config=AutoConfig.from_pretrained(model_args.vision_backbone) if model_args.vision_backbone else None,
             visual_source=model_args.visual_source,
-            image_size=(model_args.image_size, model_args.image_size),
+            image_size=size,
         )
-        model = VcrForMultipleChoice(config)
+    if model_args.dropout is not None:
+        config.set_dropout(model_args.dropout)
+    model = VcrForMultipleChoice(config)
+    if model_args.text_encoder:
         model.load_text_encoder(model_args.text_encoder)
-        if model_args.vision_backbone:
-            model.load_vision_backbone(model_args.vision_backbone)
+    if model_args.vision_backbone:
+        model.load_vision_backbone(model_args.vision_backbone)
     return model
 
 

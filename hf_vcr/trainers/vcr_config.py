@@ -27,6 +27,7 @@ class VcrModelArguments:
         default=None, metadata={"help": "Directory of <img_fn>.npy region features when visual_source=features."}
     )
     image_size: int = field(default=64, metadata={"help": "Square image size for the backbone (tiny configs)."})
+    dropout: float | None = field(default=None, metadata={"help": "Override every dropout probability of a new model."})
 
 
 @dataclass
