@@ -33,6 +33,7 @@ from transformers import set_seed  # noqa: E402
 
 TASK_NAMES = {"q2a": "Q→A", "qa2r": "QA→R", "qr2a": "QR→A"}
 DONE = "training_complete"
+COMMAND_LINE: list[str] = []
 
 
 def train_task(task, model_args, data_args, args, tokenizer, train, evaluation):
@@ -54,10 +55,19 @@ def train_task(task, model_args, data_args, args, tokenizer, train, evaluation):
         compute_metrics=multiple_choice_accuracy,
     )
     done = os.path.join(task_args.output_dir, DONE)
-    if os.path.isfile(done):
+    if os.path.isfile(done):  # finished earlier: reuse it (and push it, if the earlier push failed)
         trainer.model = type(model).from_pretrained(task_args.output_dir)
         trainer.model_wrapped = trainer.model
-        return trainer, json.load(open(done))
+        with open(done) as f:
+            metrics = json.load(f)
+    else:
+        metrics = train_and_save(trainer, task, task_args, args, data_args, done)
+    if args.push_to_hub:
+        trainer.push_to_hub(commit_message=f"{TASK_NAMES[task]} model trained with hf_vcr")
+    return trainer, metrics
+
+
+def train_and_save(trainer, task, task_args, args, data_args, done):
     trainer.train_resuming()
     metrics = trainer.evaluate()
     trainer.save_model()
@@ -75,14 +85,15 @@ def train_task(task, model_args, data_args, args, tokenizer, train, evaluation):
             hyperparameters={k: getattr(args, k) for k in ("learning_rate", "num_train_epochs", "max_steps",
                              "per_device_train_batch_size", "gradient_accumulation_steps", "seed", "warmup_steps")},
             metrics={"accuracy": metrics.get("eval_accuracy")},
-            load_path=task_args.output_dir,
-            train_command="python scripts/train_vcr.py " + " ".join(sys.argv[1:]),
+            load_path=task_args.hub_model_id or task_args.output_dir,
+            train_command="python scripts/train_vcr.py " + " ".join(COMMAND_LINE),
         )
         atomic_write_json(done, metrics)
-    return trainer, metrics
+    return metrics
 
 
 def main(argv=None):
+    COMMAND_LINE[:] = sys.argv[1:] if argv is None else argv
     model_args, data_args, args = parse_config([VcrModelArguments, VcrDataArguments, VcrTrainingConfig], argv)
     train, evaluation, eval_path = prepare_splits(data_args, args)
     tokenizer = build_tokenizer(model_args, train)

@@ -20,9 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+
+try:  # orjson parses the large official files several times faster than json
+    from orjson import JSONDecodeError as _FastDecodeError, loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is an install requirement
+    _fast_loads, _FastDecodeError = json.loads, json.JSONDecodeError
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import pyarrow as pa
 from datasets import Dataset, Features, Sequence as HFSequence, Value, load_from_disk
 
 from .references import REFERENCE_STYLES, render, split_tokens
@@ -177,16 +183,20 @@ def _columns(path: str, images_dir: str | None, check_images: bool) -> dict[str,
 
 
 def enumerate_items(path: str) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line number, validated raw item)`` for a VCR jsonl file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VCR annotations not found: {path}")
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                item = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise VcrFormatError(f"{path}, line {line_no}: malformed JSON: {e.msg} (column {e.colno})") from None
+                item = _fast_loads(line)
+            except _FastDecodeError:
+                try:  # the standard parser accepts a little more (NaN) and names the position of a problem
+                    item = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise VcrFormatError(f"{path}, line {line_no}: malformed JSON: {e.msg} (column {e.colno})") from None
             yield line_no, validate_item(item, path, line_no)
 
 
@@ -221,7 +231,8 @@ def load_vcr(
     cached = os.path.join(cache_root, f"vcr-{os.path.basename(path)[:-6]}-{key}")
     if os.path.isdir(cached):
         return load_from_disk(cached)
-    ds = Dataset.from_dict(_columns(path, images_dir, check_images), features=FEATURES)
+    # pyarrow converts the nested lists in C++; Dataset.from_dict would encode them row by row in Python
+    ds = Dataset(pa.Table.from_pydict(_columns(path, images_dir, check_images), schema=FEATURES.arrow_schema))
     from ..utils.checkpoints import atomic_directory
 
     with atomic_directory(cached) as tmp:
@@ -285,6 +296,20 @@ def _token_objects(encoding, query_objs: Sequence[int], response_objs: Sequence[
     ]
 
 
+_VIEW_COLUMNS = [
+    "annot_id", "objects", "question", "question_refs", "answer_choices", "answer_choices_refs",
+    "rationale_choices", "rationale_choices_refs", "answer_label", "rationale_label",
+]
+
+
+def _nest(rows: list[list[int]], offsets: np.ndarray, type_: pa.DataType) -> pa.ListArray:
+    """Per-sequence token lists -> one ``list<list<type>>`` row per item (``offsets`` split the sequences)."""
+    inner = pa.ListArray.from_arrays(
+        pa.array(np.cumsum([0] + [len(r) for r in rows]), pa.int32()), pa.array([t for r in rows for t in r], type_)
+    )
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), inner)
+
+
 def tokenize_view(
     dataset: Dataset,
     tokenizer,
@@ -306,10 +331,8 @@ def tokenize_view(
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("tokenize_view needs a fast tokenizer (it maps tokens back to words)")
 
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        n = len(batch["annot_id"])
-        rows = [{k: batch[k][i] for k in batch} for i in range(n)]
-        per_item = [render_view(row, view, reference_style) for row in rows]
+    def encode(batch: pa.Table) -> pa.Table:
+        per_item = [render_view(row, view, reference_style) for row in batch.select(_VIEW_COLUMNS).to_pylist()]
         queries, responses, qobjs, robjs, counts = [], [], [], [], []
         for rendered, _ in per_item:
             counts.append(len(rendered))
@@ -329,26 +352,50 @@ def tokenize_view(
         object_ids = [_token_objects(enc[j], qobjs[j], robjs[j]) for j in range(len(queries))]
         if max_objects is not None:
             object_ids = [[o if o < max_objects else -1 for o in ids] for ids in object_ids]
-        out: dict[str, list] = {"input_ids": [], "token_type_ids": [], "attention_mask": [], "object_ids": [], "labels": []}
-        start = 0
-        for (rendered, label), c in zip(per_item, counts):
-            sl = slice(start, start + c)
-            out["input_ids"].append(enc["input_ids"][sl])
-            out["token_type_ids"].append(enc["token_type_ids"][sl])
-            out["attention_mask"].append(enc["attention_mask"][sl])
-            out["object_ids"].append(object_ids[sl])
-            out["labels"].append(label)
-            start += c
-        return out
+        offsets = np.cumsum([0] + counts)
+        out = {
+            "input_ids": _nest(enc["input_ids"], offsets, pa.int32()),
+            "token_type_ids": _nest(enc["token_type_ids"], offsets, pa.int8()),
+            "attention_mask": _nest(enc["attention_mask"], offsets, pa.int8()),
+            "object_ids": _nest(object_ids, offsets, pa.int16()),
+            "labels": pa.array([label for _, label in per_item], pa.int64()),
+        }
+        for column in keep_columns_present:
+            out[column] = batch.column(column)
+        # Arrow in, Arrow out: no per-row Python encoding by datasets on the way to the cache file
+        return pa.table(out)
 
     keep = set(keep_columns) | {"boxes", "image_path", "img_fn", "width", "height"}
-    remove = [c for c in dataset.column_names if c not in keep]
-    return dataset.map(
+    keep_columns_present = [c for c in dataset.column_names if c in keep]
+    return dataset.with_format("arrow").map(
         encode,
         batched=True,
         batch_size=1000,
         num_proc=num_proc,
-        remove_columns=remove,
+        remove_columns=dataset.column_names,
         load_from_cache_file=load_from_cache_file,
         desc=f"Tokenizing VCR {view}",
-    )
+    ).with_format(None)
+
+
+def text_view(dataset: Dataset, view: str, reference_style: str = "r2c") -> Dataset:
+    """A view as plain text, one row per item: ``annot_id``, ``queries`` and ``responses`` (one per choice)
+    and ``label``; the form in which the views are shared on the Hub (one config per view)."""
+
+    def to_text(batch: pa.Table) -> pa.Table:
+        queries, responses, labels = [], [], []
+        for row in batch.select(_VIEW_COLUMNS).to_pylist():
+            rendered, label = render_view(row, view, reference_style)
+            queries.append([" ".join(q) for q, _, _, _ in rendered])
+            responses.append([" ".join(r) for _, _, r, _ in rendered])
+            labels.append(label)
+        return pa.table({"annot_id": batch.column("annot_id"), "queries": queries, "responses": responses, "label": labels})
+
+    return dataset.with_format("arrow").map(
+        to_text, batched=True, remove_columns=dataset.column_names, desc=f"VCR {view} as text"
+    ).with_format(None)
+
+
+def hub_configs(dataset: Dataset, views: Sequence[str] = ("q2a", "qa2r", "qr2a", "joint"), reference_style: str = "r2c") -> dict[str, Dataset]:
+    """``{view: text_view(dataset, view)}`` for :func:`hf_vcr.hub.push_dataset` (one config per task)."""
+    return {view: text_view(dataset, view, reference_style) for view in views}

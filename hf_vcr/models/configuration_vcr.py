@@ -34,6 +34,8 @@ class VcrConfig(PretrainedConfig):
         freeze_backbone_batchnorm: keep the backbone's BatchNorm layers in eval mode (frozen
             statistics, as r2c and detection backbones do): small per-device batches of images
             then give the same result as one large batch, on one device or many.
+        pooling: ``"max"`` (max over the fused token states, as r2c pools its reasoning states)
+            or ``"cls"`` (the first token) for ``pooled_output``.
     """
 
     model_type = "hf_vcr_vcr"
@@ -54,6 +56,7 @@ class VcrConfig(PretrainedConfig):
         fusion_dropout: float = 0.1,
         classifier_dropout: float = 0.1,
         freeze_backbone_batchnorm: bool = True,
+        pooling: str = "max",
         **kwargs,
     ):
         if visual_source not in ("backbone", "features", "none"):
@@ -72,6 +75,9 @@ class VcrConfig(PretrainedConfig):
         self.fusion_dropout = fusion_dropout
         self.classifier_dropout = classifier_dropout
         self.freeze_backbone_batchnorm = freeze_backbone_batchnorm
+        if pooling not in ("max", "cls"):
+            raise ValueError(f"pooling must be 'max' or 'cls', got {pooling!r}")
+        self.pooling = pooling
         super().__init__(**kwargs)
 
     @property

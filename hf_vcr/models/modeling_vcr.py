@@ -44,18 +44,21 @@ class VcrPreTrainedModel(PreTrainedModel):
 
 
 class FusionLayer(nn.Module):
-    """Tokens attend to objects (cross-attention + feed-forward, pre-norm residuals)."""
+    """Tokens attend to the objects; each token is updated from ``[h; a; h * a]`` (its state, the
+    attended object summary and their product, as r2c's reasoning input), then a feed-forward."""
 
     def __init__(self, hidden: int, heads: int, dropout: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden)
         self.attn = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.combine = nn.Linear(3 * hidden, hidden)
         self.norm2 = nn.LayerNorm(hidden)
         self.ffn = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * hidden, hidden))
 
     def forward(self, tokens: torch.Tensor, objects: torch.Tensor, object_pad: torch.Tensor) -> torch.Tensor:
-        attended, _ = self.attn(self.norm1(tokens), objects, objects, key_padding_mask=object_pad, need_weights=False)
-        tokens = tokens + attended
+        h = self.norm1(tokens)
+        attended, _ = self.attn(h, objects, objects, key_padding_mask=object_pad, need_weights=False)
+        tokens = tokens + self.combine(torch.cat([h, attended, h * attended], dim=-1))
         return tokens + self.ffn(self.norm2(tokens))
 
 
@@ -162,8 +165,13 @@ class VcrModel(VcrPreTrainedModel):
                     tokens = torch.utils.checkpoint.checkpoint(layer, tokens, obj, pad, use_reentrant=False)
                 else:
                     tokens = layer(tokens, obj, pad)
-        pooled = tokens[:, 0].reshape(B, C, -1)
-        return pooled, out.attentions if output_attentions else None
+        if self.config.pooling == "max":
+            mask = flat(attention_mask) if attention_mask is not None else torch.ones(tokens.shape[:2], device=tokens.device)
+            pooled = tokens.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(tokens.dtype).min).amax(dim=1)
+            pooled = torch.where(mask.any(dim=1, keepdim=True), pooled, torch.zeros_like(pooled))
+        else:
+            pooled = tokens[:, 0]
+        return pooled.reshape(B, C, -1), out.attentions if output_attentions else None
 
 
 class VcrForMultipleChoice(VcrPreTrainedModel):

@@ -48,6 +48,39 @@ class HfVcrTrainer(Trainer):
         self._component_logs[mode].clear()
         super().log(logs, start_time)
 
+    # ------------------------------------------------------------------- Hub
+    # ``push_to_hub`` / ``hub_model_id`` / ``hub_token`` / ``hub_private_repo`` of TrainingArguments choose the
+    # repository; the final model is pushed once, with its card, by ``push_to_hub()`` (scripts call it after
+    # writing the card). Intermediate checkpoints stay local.
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        return None  # the repository is created by the final push
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        return None
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call=True)
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
+        """Upload ``output_dir`` (model, tokenizer, card) to ``hub_model_id`` with :func:`hf_vcr.hub.push_checkpoint`.
+
+        A failure raises :class:`hf_vcr.hub.HubPushError` naming the step; the local files stay as they are.
+        """
+        from ..hub import push_checkpoint
+
+        if not self.is_world_process_zero():
+            return None
+        repo_id = self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
+        return push_checkpoint(
+            self.args.output_dir,
+            repo_id,
+            commit_message=commit_message or "Upload with hf_vcr",
+            token=token or self.args.hub_token,
+            private=bool(private if private is not None else self.args.hub_private_repo),
+            revision=revision or self.args.hub_revision,
+        )
+
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         # push_to_hub() calls this: keep the method's card rendered from model_cards/ when there is one
         card = os.path.join(self.args.output_dir, "README.md")

@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
     out = root / "out"
     metrics = load_script().main([
         str(CONFIG), "--output_dir", str(out), "--synthetic_dir", str(root / "data"),
-        "--synthetic_train", "600", "--synthetic_val", "100", "--num_train_epochs", "10",
+        "--synthetic_train", "600", "--synthetic_val", "100", "--num_train_epochs", "5",
         "--per_device_train_batch_size", "16", "--save_steps", "1000", "--logging_steps", "25", "--disable_tqdm", "true",
     ])
     return root, out, metrics
