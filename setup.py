@@ -24,9 +24,11 @@ setup(
         "pyyaml",
         "jinja2",
         "tqdm",
+        "orjson",
+        "scipy",
     ],
     extras_require={
-        "test": ["pytest>=8", "scipy"],
+        "test": ["pytest>=8"],
         "deepspeed": ["deepspeed>=0.15"],
     },
     entry_points={"console_scripts": ["hf-vcr=hf_vcr.cli:main"]},

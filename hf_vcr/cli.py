@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 EVALUATE = {
+    "videoqa": "hf_vcr.metrics.videoqa:evaluate_cli",
     "vcr": "hf_vcr.metrics.vcr:evaluate_cli",
     "ranking": "hf_vcr.metrics.sort:ranking_cli",
     "consistency": "hf_vcr.metrics.sort:consistency_cli",
@@ -19,6 +20,10 @@ EVALUATE = {
 
 COMMANDS = {
     "prepare": "hf_vcr.data.synthetic:prepare_cli",
+    "filter-corpus": "hf_vcr.data.corpus_filter:filter_corpus_cli",
+    "push": "hf_vcr.hub:push_checkpoint_cli",
+    "push-dataset": "hf_vcr.hub:push_dataset_cli",
+    "probe-shortcuts": "hf_vcr.probes:probe_cli",
 }
 
 

@@ -21,16 +21,19 @@ GENDER_NEUTRAL_NAMES = [
 REFERENCE_STYLES = ("r2c", "index")
 
 
+_NO_REFS: list[int] = []  # shared by every plain word: its refs are never mutated
+
+
 def split_tokens(tokens: Sequence) -> tuple[list[str], list[list[int]]]:
     """Mixed VCR tokens -> (words, refs) parallel lists."""
     words, refs = [], []
     for tok in tokens:
-        if isinstance(tok, str):
+        if tok.__class__ is str:
             words.append(tok)
-            refs.append([])
+            refs.append(_NO_REFS)
         else:
             words.append("")
-            refs.append([int(i) for i in tok])
+            refs.append(tok)
     return words, refs
 
 

@@ -17,9 +17,11 @@ joint      question + answer i (i = 0..3)      4 rationales each  4 * answer + r
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 
 try:  # orjson parses the large official files several times faster than json
     from orjson import JSONDecodeError as _FastDecodeError, loads as _fast_loads
@@ -29,6 +31,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset, Features, Sequence as HFSequence, Value, load_from_disk
 
 from .references import REFERENCE_STYLES, render, split_tokens
@@ -139,9 +142,24 @@ FEATURES = Features(
 )
 
 
-def _columns(path: str, images_dir: str | None, check_images: bool) -> dict[str, list]:
+@contextmanager
+def _no_gc():
+    """Pause the cyclic garbage collector: building millions of small lists that all stay alive
+    otherwise triggers full collections over an ever larger heap (quadratic time); nothing
+    built here is cyclic."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read_columns(path: str, images_dir: str | None, check_images: bool, start: int = 0, end: int | None = None,
+                  first_line: int = 1) -> dict[str, list]:
     cols: dict[str, list] = {name: [] for name in FEATURES}
-    for line_no, item in enumerate_items(path):
+    for line_no, item in enumerate_items(path, start, end, first_line):
         where = f"{path}, line {line_no} ({item['annot_id']})"
         q_words, q_refs = split_tokens(item["question"])
         answers = [split_tokens(c) for c in item["answer_choices"]]
@@ -182,12 +200,18 @@ def _columns(path: str, images_dir: str | None, check_images: bool) -> dict[str,
     return cols
 
 
-def enumerate_items(path: str) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line number, validated raw item)`` for a VCR jsonl file."""
+def enumerate_items(path: str, start: int = 0, end: int | None = None, first_line: int = 1) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line number, validated raw item)`` for a VCR jsonl file (or the lines in bytes ``start:end``,
+    the first of which is line ``first_line``)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VCR annotations not found: {path}")
     with open(path, "rb") as f:
-        for line_no, line in enumerate(f, start=1):
+        f.seek(start)
+        position = start
+        for line_no, line in enumerate(f, start=first_line):
+            if end is not None and position >= end:
+                break
+            position += len(line)
             if not line.strip():
                 continue
             try:
@@ -198,6 +222,239 @@ def enumerate_items(path: str) -> Iterator[tuple[int, dict]]:
                 except json.JSONDecodeError as e:
                     raise VcrFormatError(f"{path}, line {line_no}: malformed JSON: {e.msg} (column {e.colno})") from None
             yield line_no, validate_item(item, path, line_no)
+
+
+def _line_chunks(path: str, n: int) -> list[tuple[int, int, int]]:
+    """Split a file into ``n`` byte ranges on line boundaries: ``(start, end, first line number)``."""
+    with open(path, "rb") as f:
+        data = f.read()
+    bounds = [0]
+    for k in range(1, n):
+        cut = data.find(b"\n", len(data) * k // n)
+        bounds.append(len(data) if cut < 0 else cut + 1)
+    bounds.append(len(data))
+    bounds = sorted(set(bounds))
+    return [(a, b, data.count(b"\n", 0, a) + 1) for a, b in zip(bounds, bounds[1:])]
+
+
+def _read_table(path: str, images_dir: str | None, check_images: bool, start: int = 0, end: int | None = None, first_line: int = 1) -> pa.Table:
+    with _no_gc():
+        columns = _read_columns(path, images_dir, check_images, start, end, first_line)
+        # pyarrow converts the nested lists in C++; Dataset.from_dict would encode them row by row in Python
+        return pa.Table.from_pydict(columns, schema=FEATURES.arrow_schema)
+
+
+def _read_table_star(args) -> pa.Table:
+    return _read_table(*args)
+
+
+# ----------------------------------------------------------------- fast path (pyarrow C++ JSON reader)
+
+_MARK = "\x7f"  # DEL: legal unescaped inside JSON strings; a file that contains it anywhere takes the Python path
+_STRS = pa.list_(pa.string())
+_FAST_SCHEMA = pa.schema(
+    [
+        ("annot_id", pa.string()), ("movie", pa.string()), ("img_fn", pa.string()), ("metadata_fn", pa.string()),
+        ("objects", _STRS), ("question", _STRS), ("answer_choices", pa.list_(_STRS)),
+        ("rationale_choices", pa.list_(_STRS)), ("answer_label", pa.int32()), ("rationale_label", pa.int32()),
+    ]
+)
+_REQUIRED = ("annot_id", "objects", "img_fn", "question", "answer_choices", "rationale_choices")
+
+
+def _refs_to_strings(data: bytes) -> np.ndarray | None:
+    """Rewrite each list of numbers ``␠[0, 1]`` (a VCR object reference) in place as the string
+    ``"\x7f0, 1"``: the space before the bracket (``json.dumps`` separators) makes room for the
+    quote, so the length never changes and numpy does it at memory speed. Token lists become
+    plain string lists that pyarrow's typed reader accepts. Anything this rewrite gets wrong
+    (other spacing, a bracket inside a string) leaves invalid JSON or a wrong type, which the
+    caller answers with the Python path."""
+    if _MARK.encode() in data or b"\\u007f" in data or b"\\u007F" in data:
+        return None
+    arr = np.frombuffer(data, np.uint8).copy()
+    n = len(arr)
+    opens = np.flatnonzero(arr == 91)
+    opens = opens[(opens >= 3) & (opens + 1 < n)]
+    nxt = arr[opens + 1]
+    opens = opens[((nxt - 48) < 10) | (nxt == 45)]  # uint8 arithmetic: digits and '-'
+    p1, p2, p3 = arr[opens - 1], arr[opens - 2], arr[opens - 3]
+    k1 = opens[p1 == 32]  # ' [0'   -> '"\x7f0'
+    k2 = opens[(p1 == 91) & (p2 == 32)]  # ' [[0'  -> '["\x7f0'
+    k3 = opens[(p1 == 91) & (p2 == 91) & (p3 == 32)]  # ' [[[0' -> '[["\x7f0'
+    closes = np.flatnonzero(arr == 93)
+    closes = closes[closes >= 1]
+    closes = closes[(arr[closes - 1] - 48) < 10]
+    arr[closes] = 34
+    arr[k1 - 1] = 34
+    arr[k2 - 2] = 91
+    arr[k2 - 1] = 34
+    arr[k3 - 3] = 91
+    arr[k3 - 2] = 91
+    arr[k3 - 1] = 34
+    marks = np.concatenate([k1, k2, k3])
+    arr[marks] = 0x7F
+    return arr
+
+
+def _offsets(lists: pa.Array) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(pc.list_value_length(lists).to_numpy(zero_copy_only=False))]).astype(np.int32)
+
+
+def _split_flat_tokens(tokens: pa.Array, token_item: np.ndarray, n_objects: np.ndarray):
+    """Flat marked tokens -> (words, refs) arrays, or None if a reference is not a plain list of in-range indices."""
+    is_ref = pc.starts_with(tokens, _MARK)
+    words = pc.if_else(is_ref, "", tokens)
+    mask = is_ref.to_numpy(zero_copy_only=False)
+    payload = pc.utf8_slice_codeunits(tokens.filter(is_ref), 1)
+    if len(payload):
+        if not pc.all(pc.match_substring_regex(payload, r"^(0|[1-9][0-9]*)(, (0|[1-9][0-9]*))*$")).as_py():
+            return None
+        parts = pc.split_pattern(payload, ", ")
+        try:
+            values = pc.cast(parts.flatten(), pa.int32())
+        except (pa.ArrowInvalid, ValueError):
+            return None
+        per_ref = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
+        counts = np.zeros(len(tokens), np.int64)
+        counts[mask] = per_ref
+        limit = np.repeat(n_objects[token_item[mask]], per_ref)
+        if np.any(values.to_numpy(zero_copy_only=False) >= limit):
+            return None
+    else:
+        values = pa.array([], pa.int32())
+        counts = np.zeros(len(tokens), np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return words, pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def _fast_read_table(path: str, images_dir: str | None, check_images: bool) -> pa.Table | None:
+    """The whole file parsed and validated without per-token Python, or None when anything is off
+    (then the Python path reads it again and raises the precise error)."""
+    import pyarrow.json as pj
+
+    with open(path, "rb") as f:
+        data = f.read()
+    arr = _refs_to_strings(data)
+    if arr is None:
+        return None
+    try:
+        table = pj.read_json(
+            pa.BufferReader(pa.py_buffer(arr)),
+            parse_options=pj.ParseOptions(explicit_schema=_FAST_SCHEMA, unexpected_field_behavior="ignore"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
+        return None
+    del arr
+    cols = {name: table.column(name).combine_chunks() for name in _FAST_SCHEMA.names}
+    n = table.num_rows
+    for name in _REQUIRED:
+        if cols[name].null_count:
+            return None
+    for name in ("answer_label", "rationale_label"):
+        col = cols[name]
+        if col.null_count and b"null" in data:  # an explicit null label is an error, a missing one is not
+            return None
+        if len(col) - col.null_count:
+            lo, hi = pc.min_max(col).values()
+            if lo.as_py() < 0 or hi.as_py() >= N_CHOICES:
+                return None
+    if cols["objects"].flatten().null_count:
+        return None
+    n_objects = pc.list_value_length(cols["objects"]).to_numpy(zero_copy_only=False)
+    out = {}
+    q = cols["question"]
+    q_tokens = q.flatten()
+    if q_tokens.null_count:
+        return None
+    q_item = pc.list_parent_indices(q).to_numpy(zero_copy_only=False)
+    split = _split_flat_tokens(q_tokens, q_item, n_objects)
+    if split is None:
+        return None
+    q_off = pa.array(_offsets(q))
+    out["question"] = pa.ListArray.from_arrays(q_off, split[0])
+    out["question_refs"] = pa.ListArray.from_arrays(q_off, split[1])
+    for field in ("answer_choices", "rationale_choices"):
+        col = cols[field]
+        if not pc.all(pc.equal(pc.list_value_length(col), N_CHOICES)).as_py() and n:
+            return None
+        choices = col.flatten()
+        if choices.null_count:
+            return None
+        tokens = choices.flatten()
+        if tokens.null_count:
+            return None
+        choice_item = pc.list_parent_indices(col).to_numpy(zero_copy_only=False)
+        token_item = choice_item[pc.list_parent_indices(choices).to_numpy(zero_copy_only=False)]
+        split = _split_flat_tokens(tokens, token_item, n_objects)
+        if split is None:
+            return None
+        outer, inner = pa.array(_offsets(col)), pa.array(_offsets(choices))
+        out[field] = pa.ListArray.from_arrays(outer, pa.ListArray.from_arrays(inner, split[0]))
+        out[field + "_refs"] = pa.ListArray.from_arrays(outer, pa.ListArray.from_arrays(inner, split[1]))
+    boxes_type = FEATURES.arrow_schema.field("boxes").type
+    image_path = metadata_path = pa.nulls(n, pa.string())
+    boxes = pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], boxes_type.value_type))
+    width = height = pa.nulls(n, pa.int32())
+    if images_dir is not None:
+        try:
+            image_paths, metadata_paths, box_lists, widths, heights = [], [], [], [], []
+            for annot_id, img_fn, metadata_fn, n_obj in zip(
+                cols["annot_id"].to_pylist(), cols["img_fn"].to_pylist(), cols["metadata_fn"].to_pylist(), n_objects.tolist()
+            ):
+                where = f"{path} ({annot_id})"
+                image_path_ = resolve_under(images_dir, img_fn, "img_fn", where)
+                if check_images and not os.path.isfile(image_path_):
+                    return None
+                if metadata_fn is None:
+                    return None
+                metadata_path_ = resolve_under(images_dir, metadata_fn, "metadata_fn", where)
+                meta = read_metadata(metadata_path_, n_obj, where)
+                image_paths.append(image_path_)
+                metadata_paths.append(metadata_path_)
+                box_lists.append(meta["boxes"])
+                widths.append(meta["width"])
+                heights.append(meta["height"])
+        except (OSError, ValueError):
+            return None  # the Python path names the line
+        image_path, metadata_path = pa.array(image_paths, pa.string()), pa.array(metadata_paths, pa.string())
+        boxes = pa.array(box_lists, boxes_type)
+        width, height = pa.array(widths, pa.int32()), pa.array(heights, pa.int32())
+    columns = {
+        "annot_id": cols["annot_id"], "movie": cols["movie"], "img_fn": cols["img_fn"], "metadata_fn": cols["metadata_fn"],
+        "objects": cols["objects"], **out, "answer_label": cols["answer_label"], "rationale_label": cols["rationale_label"],
+        "image_path": image_path, "metadata_path": metadata_path, "boxes": boxes, "width": width, "height": height,
+    }
+    schema = FEATURES.arrow_schema
+    try:
+        return pa.Table.from_arrays([columns[name].cast(schema.field(name).type) for name in schema.names], schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
+
+
+def read_vcr_table(path: str, images_dir: str | None = None, check_images: bool = True, num_proc: int = 1) -> pa.Table:
+    """The items of a VCR jsonl file as an Arrow table (``FEATURES`` schema), parsed by ``num_proc`` processes.
+
+    Well-formed files are parsed by pyarrow's multi-threaded C++ JSON reader and checked with
+    vectorised Arrow compute (:func:`_fast_read_table`); a file that fails any of those checks is
+    read again line by line in Python, which raises the precise error (file, line, annot_id, problem).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"VCR annotations not found: {path}")
+    table = _fast_read_table(path, images_dir, check_images)
+    if table is not None:
+        return table
+    return _slow_read_vcr_table(path, images_dir, check_images, num_proc)
+
+
+def _slow_read_vcr_table(path: str, images_dir: str | None, check_images: bool, num_proc: int) -> pa.Table:
+    if num_proc <= 1:
+        return _read_table(path, images_dir, check_images)
+    import multiprocessing
+
+    # fork: the workers only parse JSON in Python, and inherit the imported modules for free
+    with multiprocessing.get_context("fork").Pool(num_proc) as pool:
+        tables = pool.map(_read_table_star, [(path, images_dir, check_images, a, b, line) for a, b, line in _line_chunks(path, num_proc)])
+    return pa.concat_tables(tables)
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -215,12 +472,14 @@ def load_vcr(
     *,
     cache_dir: str | None = None,
     check_images: bool = True,
+    num_proc: int | None = None,
 ) -> Dataset:
     """Load ``{annotations_dir}/{split}.jsonl`` (``split`` may also be a path to a jsonl file).
 
     With ``images_dir`` (the ``vcr1images`` folder) each item's metadata is read and the
     image and metadata paths are kept. The result is cached as Arrow under ``cache_dir``
-    keyed by the file's path, size and mtime; a second call memory-maps the cache.
+    keyed by the file's path, size and mtime; a second call memory-maps the cache. Files over
+    32 MiB are parsed by ``num_proc`` processes (default: the CPU count, at most 8).
     """
     path = split if split.endswith(".jsonl") and os.path.isfile(split) else os.path.join(annotations_dir, f"{split}.jsonl")
     if not os.path.isfile(path):
@@ -232,7 +491,9 @@ def load_vcr(
     if os.path.isdir(cached):
         return load_from_disk(cached)
     # pyarrow converts the nested lists in C++; Dataset.from_dict would encode them row by row in Python
-    ds = Dataset(pa.Table.from_pydict(_columns(path, images_dir, check_images), schema=FEATURES.arrow_schema))
+    if num_proc is None:
+        num_proc = min(os.cpu_count() or 1, 8) if stat.st_size > 32 * 2**20 else 1
+    ds = Dataset(read_vcr_table(path, images_dir, check_images, num_proc))
     from ..utils.checkpoints import atomic_directory
 
     with atomic_directory(cached) as tmp:
@@ -332,6 +593,10 @@ def tokenize_view(
         raise ValueError("tokenize_view needs a fast tokenizer (it maps tokens back to words)")
 
     def encode(batch: pa.Table) -> pa.Table:
+        with _no_gc():
+            return _encode(batch)
+
+    def _encode(batch: pa.Table) -> pa.Table:
         per_item = [render_view(row, view, reference_style) for row in batch.select(_VIEW_COLUMNS).to_pylist()]
         queries, responses, qobjs, robjs, counts = [], [], [], [], []
         for rendered, _ in per_item:

@@ -21,6 +21,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_vcr import VcrConfig
 from .roi_align import roi_align
+from .submodules import build_submodel
 
 
 @dataclass
@@ -67,9 +68,9 @@ class VcrModel(VcrPreTrainedModel):
         super().__init__(config)
         hidden = config.hidden_size
         attn_impl = getattr(config.text_config, "_attn_implementation", None) or "eager"
-        self.text_encoder = AutoModel.from_config(config.text_config, attn_implementation=attn_impl)
+        self.text_encoder = build_submodel(config.text_config, attn_impl)
         if config.visual_source == "backbone":
-            self.vision_backbone = AutoModel.from_config(config.vision_config)
+            self.vision_backbone = build_submodel(config.vision_config)
             channels = _backbone_channels(config.vision_config)
             self.region_proj = nn.Linear(channels * config.roi_output_size**2, hidden)
         elif config.visual_source == "features":

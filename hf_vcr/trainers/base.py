@@ -11,6 +11,7 @@ import torch
 from transformers import Trainer
 
 from ..utils.checkpoints import find_resumable_checkpoint, mark_complete
+from ..utils.distributed import repair_deepspeed_cpu_state
 
 
 class HfVcrTrainer(Trainer):
@@ -25,6 +26,7 @@ class HfVcrTrainer(Trainer):
     loss_is_scaled_for_ga = False
 
     def __init__(self, *args, **kwargs):
+        repair_deepspeed_cpu_state()
         super().__init__(*args, **kwargs)
         self._component_logs: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 

@@ -45,4 +45,8 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None = N
         required = [a for a in parser._actions if a.required and a.dest in values]
         for action in required:
             action.required = False
-    return parser.parse_args_into_dataclasses(args=argv)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    from .distributed import repair_deepspeed_cpu_state
+
+    repair_deepspeed_cpu_state()
+    return parsed

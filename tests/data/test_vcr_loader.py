@@ -110,3 +110,16 @@ def test_arrow_cache_is_reused(real_vcr_dir, shared_data, tmp_path):
     assert time.perf_counter() - t0 < 5
     assert second.cache_files and second.cache_files[0]["filename"].startswith(str(tmp_path))
     assert second[0] == first[0]
+
+
+def test_parallel_parse_matches_and_keeps_line_numbers(synthetic_vcr, tmp_path):
+    from hf_vcr.data.vcr import VcrFormatError, read_vcr_table
+
+    path = synthetic_vcr["annotations_dir"] + "/train.jsonl"
+    assert read_vcr_table(path, num_proc=3).to_pylist() == read_vcr_table(path, num_proc=1).to_pylist()
+    lines = open(path).read().splitlines()
+    lines[150] = lines[150][:-5]  # line 151 sits in the last of three chunks
+    bad = tmp_path / "train.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(VcrFormatError, match=r"train\.jsonl, line 151: malformed JSON"):
+        read_vcr_table(str(bad), num_proc=3)

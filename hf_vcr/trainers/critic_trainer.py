@@ -1,0 +1,49 @@
+"""CriticTrainer: the LSKD critic (Park et al., 2023, section 2.3).
+
+``L = CE(accept/reject) + MSE(QA score) + MSE(rationale score)``; the rationale head
+regresses onto the rationale score ``r_score`` (not the QA score, as the released code does).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..losses.lskd import critic_loss
+from .base import HfVcrTrainer
+
+
+class CriticTrainer(HfVcrTrainer):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        inputs.pop("example_ids", None)
+        out = model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        args = self.args
+        parts = critic_loss(
+            out.logits, inputs["labels"], out.qa_score, inputs["qa_score"], out.rationale_score, inputs["r_score"],
+            weights=(args.ce_weight, args.qa_mse_weight, args.rationale_mse_weight),
+        )
+        loss = parts.pop("loss")
+        self.record(**parts)
+        if return_outputs:
+            preds = torch.stack([out.logits.softmax(-1)[:, 1], out.qa_score, out.rationale_score], dim=-1)
+            return loss, {"logits": preds}
+        return loss
+
+
+def critic_metrics(threshold: float = 0.8):
+    """``compute_metrics`` for ``CriticTrainer``: accuracy at 0.5, precision / kept fraction at ``threshold``."""
+
+    def compute(eval_pred) -> dict[str, float]:
+        preds, labels = eval_pred.predictions, eval_pred.label_ids
+        score = np.asarray(preds)[:, 0]
+        labels = np.asarray(labels).astype(int)
+        kept = score >= threshold
+        return {
+            "accuracy": float(((score >= 0.5).astype(int) == labels).mean()),
+            "precision_at_threshold": float(labels[kept].mean()) if kept.any() else float("nan"),
+            "kept_fraction": float(kept.mean()),
+            "accept_rate": float(labels.mean()),
+        }
+
+    return compute

@@ -1,0 +1,68 @@
+"""Training arguments of EIGV (Equivariant and Invariant Grounding for Interpretable VideoQA, Li et al., MM 2022)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+EIGV_OBJECTIVES = ("eigv", "erm")
+
+
+@dataclass
+class EigvConfig(TrainingArguments):
+    """``TrainingArguments`` + the EIGV objective (eq. 10-20).
+
+    Defaults follow the paper: ``beta = 0.75`` (eq. 20), the raw dot product in InfoNCE (eq. 18),
+    ``lambda0 ~ Beta(alpha, alpha)`` and ``lambda1 ~ U(0, 1)``. ``objective="erm"`` trains the same
+    backbone with plain cross entropy (the baseline EIGV is compared against).
+    """
+
+    objective: str = field(
+        default="eigv",
+        metadata={"help": "'eigv' (eq. 20: ERM on the intervened sample + beta * InfoNCE) or 'erm' (plain cross entropy: the baseline).",
+                  "choices": list(EIGV_OBJECTIVES)},
+    )
+    eigv_beta: float = field(default=0.75, metadata={"help": "beta of eq. 20, the weight of the contrastive loss (paper: 0.75; released code: 0.0125)."})
+    mix_alpha: float = field(default=1.0, metadata={"help": "alpha of lambda0 ~ Beta(alpha, alpha), the E-intervention ratio (eq. 10-12)."})
+    num_video_negatives: int = field(
+        default=3, metadata={"help": "Negatives per anchor whose causal scene is replaced by memory-bank clips (v-, q*)."}
+    )
+    num_question_negatives: int = field(
+        default=2, metadata={"help": "Negatives per anchor whose question is swapped for another sample's (v*, q_r); never the anchor's own."}
+    )
+    memory_bank_size: int = field(
+        default=4096, metadata={"help": "Clips kept in the memory bank (a ring buffer refreshed from every training batch; per process)."}
+    )
+    contrastive_temperature: float = field(default=1.0, metadata={"help": "Similarities of eq. 18 are divided by this (paper: 1)."})
+    contrastive_normalize: bool = field(
+        default=False, metadata={"help": "Use cosine instead of the raw dot product in eq. 18 (the released code does, with temperature 0.1)."}
+    )
+    causal_ratio_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of an optional prior (not in the paper) pulling the fraction of causal clips towards "
+                  "causal_ratio; 0 = the paper. Without it nothing keeps the causal scene from growing to the whole video."},
+    )
+    causal_ratio: float = field(default=0.25, metadata={"help": "Target fraction of causal clips of the optional prior."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: the VideoQA collator reads the video ids, questions and options."}
+    )
+
+    def __post_init__(self):
+        if self.objective not in EIGV_OBJECTIVES:
+            raise ValueError(f"objective must be one of {EIGV_OBJECTIVES}, got {self.objective!r}")
+        if self.mix_alpha <= 0:
+            raise ValueError(f"mix_alpha must be > 0, got {self.mix_alpha}")
+        if self.num_video_negatives < 0 or self.num_question_negatives < 0:
+            raise ValueError("the numbers of negatives must be >= 0")
+        if self.memory_bank_size < 1:
+            raise ValueError(f"memory_bank_size must be >= 1, got {self.memory_bank_size}")
+        if not 0.0 < self.causal_ratio < 1.0 or self.causal_ratio_weight < 0:
+            raise ValueError("causal_ratio must be in (0, 1) and causal_ratio_weight >= 0")
+        if self.contrastive_temperature <= 0:
+            raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}")
+        super().__post_init__()
+
+    @property
+    def num_negatives(self) -> int:
+        return self.num_video_negatives + self.num_question_negatives

@@ -1,0 +1,302 @@
+#!/usr/bin/env python
+"""Train a VideoQA model with EIGV (Equivariant and Invariant Grounding, Li et al., ACM MM 2022).
+
+    python scripts/train_eigv.py scripts/configs/eigv_synthetic.yaml [--field value ...]
+    python scripts/train_eigv.py scripts/configs/eigv_synthetic.yaml --objective erm --output_dir outputs/erm_synthetic
+    accelerate launch --multi_gpu --num_processes 2 scripts/train_eigv.py scripts/configs/eigv_synthetic.yaml
+    torchrun --standalone --nproc_per_node 2 scripts/train_eigv.py scripts/configs/eigv_synthetic.yaml
+
+Datasets (``--dataset``):
+
+* ``synthetic``: the embedded NExT-QA-layout set (``hf_vcr.data.synthetic_videoqa``), generated under
+  ``--data_dir``; its known causal clips are scored against the grounded masks.
+* ``nextqa``: ``--train_file train.csv --validation_file val.csv --train_features vid_feat/app_mot_train.h5
+  --validation_features vid_feat/app_mot_val.h5 --tokenizer_name bert-base-uncased --text_encoder bert-base-uncased``.
+* ``msvd_qa`` / ``msrvtt_qa``: ``--train_file train_qa.json --validation_file val_qa.json
+  --train_features APP.h5,MOT.h5 --validation_features APP.h5,MOT.h5 --answer_top_k 1000`` (or ``--answer_set answer_set.txt``).
+
+Writes ``OUTPUT_DIR/final`` (safetensors + config + tokenizer + model card), ``predictions.json`` (the NExT-QA
+official format for multiple choice; question id -> answer otherwise), ``metrics.json`` and
+``causal_masks.png``. The last line printed is a JSON object of the evaluation metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from accelerate import PartialState  # noqa: E402
+
+from hf_vcr.data.videoqa import (  # noqa: E402
+    ClipFeatureStore,
+    VideoQaCollator,
+    build_answer_vocab,
+    load_nextqa,
+    load_open_ended_qa,
+    read_answer_set,
+    read_open_ended_qa,
+)
+from hf_vcr.metrics.videoqa import grounding_overlap, nextqa_accuracies, open_ended_accuracies  # noqa: E402
+from hf_vcr.models.configuration_videoqa import TINY_TEXT_CONFIG, VideoQaConfig  # noqa: E402
+from hf_vcr.models.modeling_videoqa import VideoQaForClassification, VideoQaForMultipleChoice  # noqa: E402
+from hf_vcr.trainers.eigv_config import EigvConfig  # noqa: E402
+from hf_vcr.trainers.eigv_trainer import EigvTrainer  # noqa: E402
+from hf_vcr.utils.checkpoints import atomic_write_json, save_pretrained_atomic  # noqa: E402
+from hf_vcr.utils.config_parsing import parse_config  # noqa: E402
+
+
+@dataclass
+class EigvModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Start from a saved VideoQa model directory."})
+    text_encoder: str | None = field(
+        default=None, metadata={"help": "Pretrained text encoder name/path (e.g. bert-base-uncased); default: a tiny random BERT (text_config)."}
+    )
+    text_config: str | None = field(default=None, metadata={"help": "JSON of a transformers text config for a random encoder (default: tiny BERT)."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name/path; default: a word tokenizer built from the data."})
+    hidden_size: int = field(default=512, metadata={"help": "d, the cross-modal width (paper: 512)."})
+    num_fusion_layers: int = field(default=2, metadata={"help": "Fusion transformer layers."})
+    num_attention_heads: int = field(default=8, metadata={"help": "Fusion attention heads."})
+    intermediate_size: int = field(default=2048, metadata={"help": "Fusion feed-forward size."})
+    dropout: float = field(default=0.1, metadata={"help": "Fusion dropout."})
+    gumbel_tau: float = field(default=1.0, metadata={"help": "Gumbel-softmax temperature of the grounding indicator (eq. 8)."})
+
+
+@dataclass
+class EigvDataArguments:
+    dataset: str = field(default="synthetic", metadata={"help": "synthetic | nextqa | msvd_qa | msrvtt_qa"})
+    data_dir: str | None = field(default=None, metadata={"help": "Synthetic data directory (default: OUTPUT_DIR/synthetic_data)."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic set."})
+    synthetic_train: int = field(default=2000, metadata={"help": "Synthetic training questions."})
+    synthetic_val: int = field(default=500, metadata={"help": "Synthetic validation questions."})
+    synthetic_clips: int = field(default=16, metadata={"help": "Clips per synthetic video."})
+    synthetic_feature_dim: int = field(default=128, metadata={"help": "Synthetic clip feature size."})
+    synthetic_noise: float = field(default=0.5, metadata={"help": "Noise of the synthetic clip features."})
+    synthetic_spurious: float = field(default=0.8, metadata={"help": "How often a synthetic training scene is the answer's (shortcut)."})
+    train_file: str | None = field(default=None, metadata={"help": "Training annotations (NExT-QA csv, or {split}_qa.json / csv)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation annotations."})
+    train_features: str | None = field(default=None, metadata={"help": "h5 clip features (NExT-QA app_mot; open-ended: APP.h5,MOT.h5)."})
+    validation_features: str | None = field(default=None, metadata={"help": "h5 clip features of the validation split."})
+    answer_top_k: int = field(default=1000, metadata={"help": "Open-ended: classify over the top-k answers of the train split."})
+    answer_set: str | None = field(default=None, metadata={"help": "Open-ended: an answer vocabulary file instead (e.g. answer_set.txt)."})
+    max_length: int = field(default=40, metadata={"help": "Maximum question (+ option) length in tokens."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N validation questions."})
+    num_grounding_examples: int = field(default=8, metadata={"help": "Examples drawn in causal_masks.png."})
+
+
+def _features(spec: str) -> ClipFeatureStore:
+    parts = [p for p in spec.split(",") if p]
+    if len(parts) == 1:
+        return ClipFeatureStore.nextqa(parts[0])
+    if len(parts) == 2:
+        return ClipFeatureStore.appearance_motion(parts[0], parts[1])
+    raise ValueError(f"features must be one h5 path (NExT-QA) or APP.h5,MOT.h5, got {spec!r}")
+
+
+def build(model_args: EigvModelArguments, data_args: EigvDataArguments, args: EigvConfig):
+    true_clips = None
+    if data_args.dataset == "synthetic":
+        from hf_vcr.data.synthetic_videoqa import load_causal_clips, make_synthetic_videoqa
+
+        data_dir = data_args.data_dir or os.path.join(args.output_dir, "synthetic_data")
+        with PartialState().main_process_first():
+            make_synthetic_videoqa(
+                data_dir,
+                seed=data_args.synthetic_seed,
+                num_train=data_args.synthetic_train,
+                num_val=data_args.synthetic_val,
+                num_clips=data_args.synthetic_clips,
+                feature_dim=data_args.synthetic_feature_dim,
+                noise=data_args.synthetic_noise,
+                spurious=data_args.synthetic_spurious,
+            )
+        data_args.train_file = os.path.join(data_dir, "train.csv")
+        data_args.validation_file = os.path.join(data_dir, "val.csv")
+        data_args.train_features = os.path.join(data_dir, "vid_feat", "app_mot_train.h5")
+        data_args.validation_features = os.path.join(data_dir, "vid_feat", "app_mot_val.h5")
+        true_clips = load_causal_clips(os.path.join(data_dir, "causal_clips_val.json"))
+        kind = "nextqa"
+    else:
+        kind = data_args.dataset
+    if kind not in ("nextqa", "msvd_qa", "msrvtt_qa"):
+        raise ValueError(f"unknown dataset {data_args.dataset!r}")
+    for name in ("train_file", "validation_file", "train_features", "validation_features"):
+        if not getattr(data_args, name):
+            raise ValueError(f"--{name} is required for dataset {kind!r}")
+    train_store, val_store = _features(data_args.train_features), _features(data_args.validation_features)
+    multiple_choice = kind == "nextqa"
+    answer_vocab = None
+    with PartialState().main_process_first():
+        if multiple_choice:
+            train_ds = load_nextqa(data_args.train_file, features=train_store)
+            val_ds = load_nextqa(data_args.validation_file, features=val_store)
+        else:
+            if data_args.answer_set:
+                answer_vocab = read_answer_set(data_args.answer_set)
+            else:
+                answer_vocab = build_answer_vocab((r["answer"] for r in read_open_ended_qa(data_args.train_file)), data_args.answer_top_k)
+            train_ds = load_open_ended_qa(data_args.train_file, answer_vocab, features=train_store, drop_unknown_answers=True)
+            val_ds = load_open_ended_qa(data_args.validation_file, answer_vocab, features=val_store)
+    if data_args.max_eval_samples:
+        val_ds = val_ds.select(range(min(data_args.max_eval_samples, len(val_ds))))
+
+    if model_args.tokenizer_name:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name)
+    else:
+        from hf_vcr.data.tokenization import build_word_tokenizer
+
+        texts = list(train_ds["question"]) + list(val_ds["question"])
+        if multiple_choice:
+            texts += [o for opts in train_ds["options"] for o in opts] + [o for opts in val_ds["options"] for o in opts]
+        tokenizer = build_word_tokenizer(texts)
+
+    model_cls = VideoQaForMultipleChoice if multiple_choice else VideoQaForClassification
+    if model_args.model_name_or_path:
+        model = model_cls.from_pretrained(model_args.model_name_or_path)
+    else:
+        if model_args.text_encoder:
+            from transformers import AutoConfig
+
+            text_config = AutoConfig.from_pretrained(model_args.text_encoder)
+        else:
+            text_config = dict(TINY_TEXT_CONFIG, **(json.loads(model_args.text_config) if model_args.text_config else {}))
+            text_config["vocab_size"] = max(text_config.get("vocab_size", 0), len(tokenizer))
+        config = VideoQaConfig(
+            text_config=text_config,
+            visual_dim=train_store.dim,
+            num_clips=train_store.num_clips,
+            hidden_size=model_args.hidden_size,
+            num_fusion_layers=model_args.num_fusion_layers,
+            num_attention_heads=model_args.num_attention_heads,
+            intermediate_size=model_args.intermediate_size,
+            dropout=model_args.dropout,
+            num_choices=5,
+            num_answers=len(answer_vocab) if answer_vocab else 1,
+            gumbel_tau=model_args.gumbel_tau,
+            id2label={i: a for i, a in enumerate(answer_vocab)} if answer_vocab else None,
+        )
+        torch.manual_seed(args.seed)
+        model = model_cls(config)
+        if model_args.text_encoder:
+            from transformers import AutoModel
+
+            model.videoqa.text_encoder = AutoModel.from_pretrained(model_args.text_encoder)
+    trainer = EigvTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=VideoQaCollator(tokenizer, train_store, max_length=data_args.max_length),
+        processing_class=tokenizer,
+    )
+    ctx = {
+        "tokenizer": tokenizer,
+        "val_collator": VideoQaCollator(tokenizer, val_store, max_length=data_args.max_length),
+        "val_ds": val_ds,
+        "multiple_choice": multiple_choice,
+        "answer_vocab": answer_vocab,
+        "true_clips": true_clips,
+    }
+    return trainer, ctx
+
+
+def evaluate_model(trainer: EigvTrainer, ctx: dict, output_dir: str, num_examples: int = 8) -> dict:
+    """Predict on the validation set (gathered without duplicates), score it and write the prediction files."""
+    collator, drop_last = trainer.data_collator, trainer.args.dataloader_drop_last
+    trainer.data_collator = ctx["val_collator"]
+    trainer.args.dataloader_drop_last = False  # every validation question is scored
+    try:
+        out = trainer.predict(ctx["val_ds"])
+    finally:
+        trainer.data_collator, trainer.args.dataloader_drop_last = collator, drop_last
+    logits, _, causal_mask, causal_probs = out.predictions
+    pred = np.asarray(logits).argmax(-1)
+    ds = ctx["val_ds"]
+    if ctx["multiple_choice"]:
+        metrics = nextqa_accuracies(pred, ds["answer"], ds["type"])
+        predictions = {k: {"prediction": int(p), "answer": int(a)} for k, p, a in zip(ds["key"], pred, ds["answer"])}
+    else:
+        vocab = ctx["answer_vocab"]
+        answers = [vocab[p] for p in pred]
+        metrics = open_ended_accuracies(answers, ds["answer"], ds["question"])
+        predictions = {k: a for k, a in zip(ds["key"], answers)}
+    if ctx["true_clips"] is not None:
+        sets = [ctx["true_clips"][k] for k in ds["key"]]
+        metrics.update({f"grounding_{k}": v for k, v in grounding_overlap(causal_mask, causal_probs, sets).items()})
+    if trainer.is_world_process_zero():
+        atomic_write_json(os.path.join(output_dir, "predictions.json"), predictions)
+        atomic_write_json(
+            os.path.join(output_dir, "causal_masks.json"),
+            {k: {"mask": [int(x) for x in m], "probs": [round(float(x), 4) for x in p]} for k, m, p in zip(ds["key"], causal_mask, causal_probs)},
+        )
+        from hf_vcr.visualization import draw_causal_masks
+
+        examples = []
+        for i in range(min(num_examples, len(ds))):
+            row = ds[i]
+            if ctx["multiple_choice"]:
+                title = f"{row['question']}? pred: {row['options'][pred[i]]} | right: {row['options'][row['answer']]}"
+            else:
+                title = f"{row['question']} pred: {ctx['answer_vocab'][pred[i]]} | right: {row['answer']}"
+            examples.append(
+                {
+                    "title": title,
+                    "causal_mask": causal_mask[i],
+                    "causal_probs": causal_probs[i],
+                    "true_clips": ctx["true_clips"][row["key"]] if ctx["true_clips"] else None,
+                }
+            )
+        draw_causal_masks(os.path.join(output_dir, "causal_masks.png"), examples)
+    return metrics
+
+
+def main(argv=None) -> dict:
+    model_args, data_args, args = parse_config([EigvModelArguments, EigvDataArguments, EigvConfig], argv)
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    trainer, ctx = build(model_args, data_args, args)
+    trainer.train_resuming()
+    metrics = evaluate_model(trainer, ctx, args.output_dir, data_args.num_grounding_examples)
+    results = {"objective": args.objective, **{k: v for k, v in metrics.items() if v == v}}
+    if trainer.is_world_process_zero():
+        final = os.path.join(args.output_dir, "final")
+        save_pretrained_atomic(trainer.model, final)
+        ctx["tokenizer"].save_pretrained(final)
+        from hf_vcr.model_card import write_model_card
+
+        write_model_card(
+            final,
+            model_name=os.path.basename(os.path.abspath(args.output_dir)),
+            method="EIGV" if args.objective == "eigv" else "ERM",
+            method_summary="Equivariant and invariant grounding: a hard Gumbel-softmax split of the clips into causal scene and "
+            "environment, interventions on both, ERM on mixed targets plus InfoNCE over disrupted views (eq. 20).",
+            paper_title="Equivariant and Invariant Grounding for Interpretable Video Question Answering",
+            architecture=type(trainer.model).__name__,
+            task_type="video-question-answering",
+            dataset_name=data_args.dataset,
+            train_command="python scripts/train_eigv.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            hyperparameters={
+                "objective": args.objective,
+                "eigv_beta": args.eigv_beta,
+                "mix_alpha": args.mix_alpha,
+                "num_video_negatives": args.num_video_negatives,
+                "num_question_negatives": args.num_question_negatives,
+                "memory_bank_size": args.memory_bank_size,
+                "learning_rate": args.learning_rate,
+                "max_steps": args.max_steps,
+            },
+            metrics={k: v for k, v in results.items() if isinstance(v, float)},
+        )
+        atomic_write_json(os.path.join(args.output_dir, "metrics.json"), results)
+        print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in results.items()}))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""LSKD / BLIP-2 stage-1 losses against independent re-computations (values and gradients)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hf_vcr.losses.lskd import (
+
+    critic_label_from_verdicts,
+    critic_loss,
+    gather_with_grad,
+    itc_loss,
+    itg_attention_mask,
+    itg_loss,
+    itm_loss,
+    sample_hard_negatives,
+)
+
+torch.set_num_threads(1)  # tiny ops: extra threads only spin on a shared machine
+
+
+def _feats(seed=0, b=4, q=3, d=5):
+    g = torch.Generator().manual_seed(seed)
+    img = F.normalize(torch.randn(b, q, d, generator=g), dim=-1).requires_grad_()
+    txt = F.normalize(torch.randn(b, d, generator=g), dim=-1).requires_grad_()
+    return img, txt
+
+
+def _itc_reference(img, txt, tau, eps):
+    """Loop form of BLIP-2 ITC: s_ij = max_q <z_iq, t_j> / tau; symmetric CE with label smoothing eps."""
+    b = img.shape[0]
+    total = 0.0
+    for i in range(b):
+        s_i2t = [max(float(img[i, q] @ txt[j]) for q in range(img.shape[1])) / tau for j in range(b)]
+        s_t2i = [max(float(img[j, q] @ txt[i]) for q in range(img.shape[1])) / tau for j in range(b)]
+        for s in (s_i2t, s_t2i):
+            lse = math.log(sum(math.exp(v) for v in s))
+            logp = [v - lse for v in s]
+            total += 0.5 * (-(1 - eps) * logp[i] - eps / b * sum(logp))
+    return total / b
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_itc_value_matches_equation(eps):
+    img, txt = _feats()
+    tau = torch.tensor(0.07)
+    got = itc_loss(img, txt, tau, label_smoothing=eps)
+    assert got.item() == pytest.approx(_itc_reference(img.detach(), txt.detach(), 0.07, eps), rel=1e-5)
+
+
+def test_itc_gradients_match_autograd_of_explicit_formula():
+    img, txt = _feats(1)
+    tau = torch.tensor(0.1, requires_grad=True)
+    itc_loss(img, txt, tau, label_smoothing=0.0).backward()
+    g_img, g_txt, g_tau = img.grad.clone(), txt.grad.clone(), tau.grad.clone()
+    img2, txt2 = img.detach().clone().requires_grad_(), txt.detach().clone().requires_grad_()
+    tau2 = torch.tensor(0.1, requires_grad=True)
+    sims = torch.stack([torch.stack([(img2[i] @ txt2[j]).max() for j in range(4)]) for i in range(4)]) / tau2
+    target = torch.arange(4)
+    ref = 0.5 * (F.cross_entropy(sims, target) + F.cross_entropy(sims.t(), target))
+    ref.backward()
+    assert torch.allclose(g_img, img2.grad, atol=1e-6)
+    assert torch.allclose(g_txt, txt2.grad, atol=1e-6)
+    assert torch.allclose(g_tau, tau2.grad, atol=1e-6)
+    assert g_tau.abs() > 0  # the temperature is learnable
+
+
+def test_itc_group_ids_remove_false_negatives():
+    img, txt = _feats(2)
+    tau = torch.tensor(0.5)
+    groups = torch.tensor([0, 0, 1, 2])
+    got = itc_loss(img, txt, tau, label_smoothing=0.0, group_ids=groups)
+    # reference: rows 0 and 1 do not see each other as negatives
+    sims = torch.stack([torch.stack([(img[i] @ txt[j]).max() for j in range(4)]) for i in range(4)]).detach() / 0.5
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[0, 1] = mask[1, 0] = True
+    ref = 0.5 * (F.cross_entropy(sims.masked_fill(mask, -float("inf")), torch.arange(4))
+                 + F.cross_entropy(sims.t().masked_fill(mask, -float("inf")), torch.arange(4)))
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_gather_with_grad_is_identity_in_one_process():
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gather_with_grad(x) is x
+
+
+def test_hard_negatives_follow_similarity_softmax_and_exclude_positive():
+    b, reps = 3, 1500
+    sim = torch.tensor([[5.0, 4.0, -5.0], [0.0, 9.0, 0.0], [3.0, -2.0, 1.0]])
+    # many independent draws at once: a block-diagonal batch of copies (other blocks get ~zero probability)
+    big = torch.full((b * reps, b * reps), -1e4)
+    for r in range(reps):
+        big[r * b : (r + 1) * b, r * b : (r + 1) * b] = sim
+    g = torch.Generator().manual_seed(0)
+    neg_img, neg_txt = sample_hard_negatives(big, big.t().contiguous(), generator=g)
+    rows = torch.arange(b * reps)
+    assert (neg_img != rows).all() and (neg_txt != rows).all()
+    assert (neg_txt // b == rows // b).all()  # stayed inside its own copy
+    counts = torch.zeros(b, b)
+    counts.index_put_((rows % b, neg_txt % b), torch.ones(b * reps), accumulate=True)
+    freq = counts / reps
+    expected = torch.softmax(sim, 1).masked_fill(torch.eye(b, dtype=torch.bool), 0)
+    expected = expected / expected.sum(1, keepdim=True)
+    assert torch.allclose(freq, expected, atol=0.045)
+
+
+def test_hard_negatives_with_offset_and_groups():
+    sim = torch.zeros(2, 6)
+    g = torch.Generator().manual_seed(1)
+    groups, all_groups = torch.tensor([7, 8]), torch.tensor([1, 2, 7, 8, 7, 3])
+    for _ in range(200):
+        neg_img, neg_txt = sample_hard_negatives(sim, sim, offset=2, group_ids=groups, all_group_ids=all_groups, generator=g)
+        assert neg_img[0] not in (2, 4) and neg_img[1] != 3
+
+
+def test_itm_loss_is_cross_entropy():
+    logits = torch.tensor([[0.2, 1.0], [2.0, -1.0], [0.0, 0.0]], requires_grad=True)
+    labels = torch.tensor([1, 0, 0])
+    got = itm_loss(logits, labels)
+    p = torch.softmax(logits.detach(), -1)
+    ref = -(p[0, 1].log() + p[1, 0].log() + p[2, 0].log()) / 3
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6)
+    got.backward()
+    grad_ref = (p - F.one_hot(labels, 2)) / 3
+    assert torch.allclose(logits.grad, grad_ref, atol=1e-6)
+
+
+def test_itg_mask_queries_see_queries_text_sees_queries_and_past():
+    text_mask = torch.tensor([[1, 1, 1, 0]])
+    m = itg_attention_mask(2, text_mask)
+    allowed = (m[0, 0] == 0)
+    expect = torch.tensor([
+        # q0 q1 t0 t1 t2 t3
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 0],
+        [1, 1, 1, 1, 1, 0],  # padding is never attended
+    ], dtype=torch.bool)
+    assert torch.equal(allowed, expect)
+
+
+def test_itg_loss_shifts_and_ignores_padding():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 4, 7, generator=g, requires_grad=True)
+    ids = torch.tensor([[1, 3, 4, 5], [1, 6, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    got = itg_loss(logits, ids, mask, label_smoothing=0.0)
+    lp = torch.log_softmax(logits.detach(), -1)
+    terms = [lp[0, 0, 3], lp[0, 1, 4], lp[0, 2, 5], lp[1, 0, 6]]
+    assert got.item() == pytest.approx(-sum(t.item() for t in terms) / 4, rel=1e-6)
+    got.backward()
+    assert logits.grad[1, 1:].abs().sum() == 0  # positions predicting padding get no gradient
+    assert logits.grad[0, 3].abs().sum() == 0  # the last position predicts nothing
+
+
+def test_critic_loss_regresses_rationale_head_on_rationale_score():
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0]], requires_grad=True)
+    labels = torch.tensor([1, 0])
+    qa_pred = torch.tensor([0.9, 0.2], requires_grad=True)
+    r_pred = torch.tensor([0.5, 0.1], requires_grad=True)
+    qa_t, r_t = torch.tensor([1.0, 0.0]), torch.tensor([0.25, 0.0])
+    out = critic_loss(logits, labels, qa_pred, qa_t, r_pred, r_t, weights=(1.0, 2.0, 3.0))
+    ce = F.cross_entropy(logits.detach(), labels)
+    qa = ((qa_pred.detach() - qa_t) ** 2).mean()
+    r = ((r_pred.detach() - r_t) ** 2).mean()  # the released code would use qa_t here
+    assert out["loss"].item() == pytest.approx((ce + 2 * qa + 3 * r).item(), rel=1e-6)
+    out["loss"].backward()
+    assert torch.allclose(r_pred.grad, 3 * 2 * (r_pred.detach() - r_t) / 2)
+    assert torch.allclose(qa_pred.grad, 2 * 2 * (qa_pred.detach() - qa_t) / 2)
+
+
+def test_critic_label_any_reject_rejects():
+    assert critic_label_from_verdicts(["accept", "accept"]) == 1
+    assert critic_label_from_verdicts(["accept", "reject", "accept"]) == 0
+    assert critic_label_from_verdicts(1) == 1
