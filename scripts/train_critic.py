@@ -58,6 +58,7 @@ class CriticDataArguments:
 
 
 def build(model_args, data_args, args: CriticConfig):
+    _ = args.device  # set up the distributed state from TrainingArguments first (e.g. under accelerate launch)
     state = PartialState()
     if data_args.synthetic:
         from hf_vcr.data.synthetic_lskd import write_synthetic_lskd

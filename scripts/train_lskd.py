@@ -3,7 +3,6 @@
 
     python scripts/train_lskd.py scripts/configs/lskd_synthetic.yaml [--field value ...]
     accelerate launch --multi_gpu --num_processes 2 scripts/train_lskd.py scripts/configs/lskd_synthetic.yaml
-    torchrun --standalone --nproc_per_node 2 scripts/train_lskd.py scripts/configs/lskd_synthetic.yaml
 
 Real data: ``--synthetic false --corpus lskd_corpus.jsonl --images_dir IMAGES [--region_file regions.jsonl]
 --model_name_or_path DIR_OF_A_BLIP2_RETRIEVAL_CHECKPOINT --tokenizer_name bert-base-uncased``; ``--eval_vcr val.jsonl
@@ -90,6 +89,7 @@ def _mc_texts(path: str) -> list[str]:
 
 
 def build(model_args: LskdModelArguments, data_args: LskdDataArguments, args: QFormerDistillConfig):
+    _ = args.device  # set up the distributed state from TrainingArguments first (e.g. under accelerate launch)
     state = PartialState()
     if data_args.synthetic:
         from hf_vcr.data.synthetic_lskd import write_synthetic_lskd

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Features, Sequence as HFSequence, Value, load_from_disk
 
-from .references import REFERENCE_STYLES, render, split_tokens
+from .references import GENDER_NEUTRAL_NAMES, REFERENCE_STYLES, render, split_tokens
 
 N_CHOICES = 4
 VIEWS = ("q2a", "qa2r", "qr2a", "a2r", "joint")
@@ -262,16 +262,29 @@ _FAST_SCHEMA = pa.schema(
 _REQUIRED = ("annot_id", "objects", "img_fn", "question", "answer_choices", "rationale_choices")
 
 
-def _refs_to_strings(data: bytes) -> np.ndarray | None:
-    """Rewrite each list of numbers ``␠[0, 1]`` (a VCR object reference) in place as the string
+def _refs_to_strings(data: bytearray) -> bool:
+    """Rewrite, in place, each list of numbers ``␠[0, 1]`` (a VCR object reference) as the string
     ``"\x7f0, 1"``: the space before the bracket (``json.dumps`` separators) makes room for the
-    quote, so the length never changes and numpy does it at memory speed. Token lists become
-    plain string lists that pyarrow's typed reader accepts. Anything this rewrite gets wrong
-    (other spacing, a bracket inside a string) leaves invalid JSON or a wrong type, which the
-    caller answers with the Python path."""
+    quote, so the length never changes and numpy does it at memory speed (two threads, one per
+    half of the file). Token lists become plain string lists that pyarrow's typed reader accepts.
+    Anything this rewrite gets wrong (other spacing, a bracket inside a string) leaves invalid
+    JSON or a wrong type, which the caller answers with the Python path. False if the file
+    already contains the marker."""
     if _MARK.encode() in data or b"\\u007f" in data or b"\\u007F" in data:
-        return None
-    arr = np.frombuffer(data, np.uint8).copy()
+        return False
+    arr = np.frombuffer(data, np.uint8)
+    cut = data.find(b"\n", len(data) // 2) + 1 if len(data) > 2**20 else 0
+    if cut <= 0:
+        _rewrite_refs(arr)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:  # numpy releases the GIL
+            list(pool.map(_rewrite_refs, [arr[:cut], arr[cut:]]))
+    return True
+
+
+def _rewrite_refs(arr: np.ndarray) -> None:
     n = len(arr)
     opens = np.flatnonzero(arr == 91)
     opens = opens[(opens >= 3) & (opens + 1 < n)]
@@ -291,40 +304,68 @@ def _refs_to_strings(data: bytes) -> np.ndarray | None:
     arr[k3 - 3] = 91
     arr[k3 - 2] = 91
     arr[k3 - 1] = 34
-    marks = np.concatenate([k1, k2, k3])
-    arr[marks] = 0x7F
-    return arr
+    arr[np.concatenate([k1, k2, k3])] = 0x7F
 
 
 def _offsets(lists: pa.Array) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(pc.list_value_length(lists).to_numpy(zero_copy_only=False))]).astype(np.int32)
 
 
-def _split_flat_tokens(tokens: pa.Array, token_item: np.ndarray, n_objects: np.ndarray):
-    """Flat marked tokens -> (words, refs) arrays, or None if a reference is not a plain list of in-range indices."""
+def _split_flat_tokens(tokens: pa.Array, item_token_offsets: np.ndarray, n_objects: np.ndarray):
+    """Flat marked tokens (``item_token_offsets`` split them by item) -> (words, refs) arrays, or None
+    if a reference is not a plain list of in-range indices."""
     is_ref = pc.starts_with(tokens, _MARK)
     words = pc.if_else(is_ref, "", tokens)
-    mask = is_ref.to_numpy(zero_copy_only=False)
-    payload = pc.utf8_slice_codeunits(tokens.filter(is_ref), 1)
-    if len(payload):
-        if not pc.all(pc.match_substring_regex(payload, r"^(0|[1-9][0-9]*)(, (0|[1-9][0-9]*))*$")).as_py():
+    ref_pos = np.flatnonzero(is_ref.to_numpy(zero_copy_only=False))
+    counts = np.zeros(len(tokens), np.int64)
+    if len(ref_pos):
+        parts = pc.split_pattern(pc.utf8_slice_codeunits(tokens.take(ref_pos), 1), ", ")
+        flat_parts = parts.flatten()
+        if not pc.all(pc.ascii_is_decimal(flat_parts)).as_py():
             return None
-        parts = pc.split_pattern(payload, ", ")
         try:
-            values = pc.cast(parts.flatten(), pa.int32())
+            values = pc.cast(flat_parts, pa.int32())
         except (pa.ArrowInvalid, ValueError):
             return None
-        per_ref = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
-        counts = np.zeros(len(tokens), np.int64)
-        counts[mask] = per_ref
-        limit = np.repeat(n_objects[token_item[mask]], per_ref)
-        if np.any(values.to_numpy(zero_copy_only=False) >= limit):
+        v = values.to_numpy(zero_copy_only=False).astype(np.int64)
+        digits = pc.binary_length(flat_parts).to_numpy(zero_copy_only=False).astype(np.int64)
+        if np.any((digits > 1) & (v < 10 ** (digits - 1))):  # a leading zero, which json.loads rejects
             return None
+        per_ref = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
+        item_of_ref = np.searchsorted(item_token_offsets, ref_pos, side="right") - 1
+        if np.any(v >= np.repeat(n_objects[item_of_ref], per_ref)):  # (digits only: never negative)
+            return None
+        counts[ref_pos] = per_ref
     else:
         values = pa.array([], pa.int32())
-        counts = np.zeros(len(tokens), np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    return words, pa.ListArray.from_arrays(pa.array(offsets), values)
+    return words, pa.ListArray.from_arrays(pa.array(_exclusive_cumsum(counts).astype(np.int32)), values)
+
+
+def _split_field(col: pa.ListArray, nested: bool, n_objects: np.ndarray):
+    """``question`` (or, nested, ``answer_choices``) -> (words, refs) columns, or None if anything is off."""
+    n = len(col)
+    if nested:
+        if n and not pc.all(pc.equal(pc.list_value_length(col), N_CHOICES)).as_py():
+            return None
+        choices = col.flatten()
+        if choices.null_count:
+            return None
+    else:
+        choices = col
+    tokens = choices.flatten()
+    if tokens.null_count:
+        return None
+    inner_np = _offsets(choices)
+    item_token_offsets = inner_np[:: N_CHOICES] if nested else inner_np
+    split = _split_flat_tokens(tokens, item_token_offsets.astype(np.int64), n_objects)
+    if split is None:
+        return None
+    inner = pa.array(inner_np)
+    words, refs = pa.ListArray.from_arrays(inner, split[0]), pa.ListArray.from_arrays(inner, split[1])
+    if nested:
+        outer = pa.array((np.arange(n + 1) * N_CHOICES).astype(np.int32))
+        words, refs = pa.ListArray.from_arrays(outer, words), pa.ListArray.from_arrays(outer, refs)
+    return words, refs
 
 
 def _fast_read_table(path: str, images_dir: str | None, check_images: bool) -> pa.Table | None:
@@ -332,20 +373,24 @@ def _fast_read_table(path: str, images_dir: str | None, check_images: bool) -> p
     (then the Python path reads it again and raises the precise error)."""
     import pyarrow.json as pj
 
+    data = bytearray(os.path.getsize(path))
     with open(path, "rb") as f:
-        data = f.read()
-    arr = _refs_to_strings(data)
-    if arr is None:
+        if f.readinto(data) != len(data):
+            return None
+    if not _refs_to_strings(data):
         return None
     try:
         table = pj.read_json(
-            pa.BufferReader(pa.py_buffer(arr)),
+            pa.BufferReader(pa.py_buffer(data)),
             parse_options=pj.ParseOptions(explicit_schema=_FAST_SCHEMA, unexpected_field_behavior="ignore"),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
         return None
-    del arr
-    cols = {name: table.column(name).combine_chunks() for name in _FAST_SCHEMA.names}
+    # only the token columns are worked on as single arrays; the rest passes through chunked
+    cols = {
+        name: table.column(name).combine_chunks() if name in ("objects", "question", "answer_choices", "rationale_choices") else table.column(name)
+        for name in _FAST_SCHEMA.names
+    }
     n = table.num_rows
     for name in _REQUIRED:
         if cols[name].null_count:
@@ -361,36 +406,16 @@ def _fast_read_table(path: str, images_dir: str | None, check_images: bool) -> p
     if cols["objects"].flatten().null_count:
         return None
     n_objects = pc.list_value_length(cols["objects"]).to_numpy(zero_copy_only=False)
+    from concurrent.futures import ThreadPoolExecutor
+
+    fields = ("question", "answer_choices", "rationale_choices")
+    with ThreadPoolExecutor(2) as pool:  # Arrow compute and numpy release the GIL
+        splits = list(pool.map(lambda f: _split_field(cols[f], f != "question", n_objects), fields))
     out = {}
-    q = cols["question"]
-    q_tokens = q.flatten()
-    if q_tokens.null_count:
-        return None
-    q_item = pc.list_parent_indices(q).to_numpy(zero_copy_only=False)
-    split = _split_flat_tokens(q_tokens, q_item, n_objects)
-    if split is None:
-        return None
-    q_off = pa.array(_offsets(q))
-    out["question"] = pa.ListArray.from_arrays(q_off, split[0])
-    out["question_refs"] = pa.ListArray.from_arrays(q_off, split[1])
-    for field in ("answer_choices", "rationale_choices"):
-        col = cols[field]
-        if not pc.all(pc.equal(pc.list_value_length(col), N_CHOICES)).as_py() and n:
-            return None
-        choices = col.flatten()
-        if choices.null_count:
-            return None
-        tokens = choices.flatten()
-        if tokens.null_count:
-            return None
-        choice_item = pc.list_parent_indices(col).to_numpy(zero_copy_only=False)
-        token_item = choice_item[pc.list_parent_indices(choices).to_numpy(zero_copy_only=False)]
-        split = _split_flat_tokens(tokens, token_item, n_objects)
+    for field, split in zip(fields, splits):
         if split is None:
             return None
-        outer, inner = pa.array(_offsets(col)), pa.array(_offsets(choices))
-        out[field] = pa.ListArray.from_arrays(outer, pa.ListArray.from_arrays(inner, split[0]))
-        out[field + "_refs"] = pa.ListArray.from_arrays(outer, pa.ListArray.from_arrays(inner, split[1]))
+        out[field], out[field + "_refs"] = split
     boxes_type = FEATURES.arrow_schema.field("boxes").type
     image_path = metadata_path = pa.nulls(n, pa.string())
     boxes = pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], boxes_type.value_type))
@@ -493,12 +518,27 @@ def load_vcr(
     # pyarrow converts the nested lists in C++; Dataset.from_dict would encode them row by row in Python
     if num_proc is None:
         num_proc = min(os.cpu_count() or 1, 8) if stat.st_size > 32 * 2**20 else 1
-    ds = Dataset(read_vcr_table(path, images_dir, check_images, num_proc))
+    # the cache key is the fingerprint: hashing a 200,000-row in-memory table would pickle all of it
+    ds = Dataset(read_vcr_table(path, images_dir, check_images, num_proc), fingerprint=key)
     from ..utils.checkpoints import atomic_directory
 
-    with atomic_directory(cached) as tmp:
+    with atomic_directory(cached) as tmp, _writer_batch_size(20_000):
         ds.save_to_disk(tmp)
     return load_from_disk(cached)
+
+
+@contextmanager
+def _writer_batch_size(n: int):
+    """``save_to_disk`` writes ``datasets.config.DEFAULT_MAX_BATCH_SIZE`` (1000) rows per record batch, re-checking
+    the types of each; the VCR rows are small, so larger batches write the same file layout several times faster."""
+    from datasets import config
+
+    before = config.DEFAULT_MAX_BATCH_SIZE
+    config.DEFAULT_MAX_BATCH_SIZE = max(before, n)
+    try:
+        yield
+    finally:
+        config.DEFAULT_MAX_BATCH_SIZE = before
 
 
 # --------------------------------------------------------------------------- views
@@ -571,6 +611,273 @@ def _nest(rows: list[list[int]], offsets: np.ndarray, type_: pa.DataType) -> pa.
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), inner)
 
 
+def _encode_reference(batch: pa.Table, tokenizer, view: str, reference_style: str, max_length, max_objects) -> dict:
+    """The straightforward encoding: render each item, run the tokenizer on word lists, map tokens to
+    objects through ``word_ids``/``sequence_ids``. Reference for :class:`_FastViewEncoder`, and the path
+    for truncated pairs, unusual tokenizers and bad rows (its errors are the documented ones)."""
+    per_item = [render_view(row, view, reference_style) for row in batch.select(_VIEW_COLUMNS).to_pylist()]
+    queries, responses, qobjs, robjs, counts = [], [], [], [], []
+    for rendered, _ in per_item:
+        counts.append(len(rendered))
+        for qw, qo, rw, ro in rendered:
+            queries.append(qw)
+            responses.append(rw)
+            qobjs.append(qo)
+            robjs.append(ro)
+    enc = tokenizer(
+        queries,
+        responses,
+        is_split_into_words=True,
+        truncation="longest_first",
+        max_length=max_length,
+        return_token_type_ids=True,
+    )
+    object_ids = [_token_objects(enc[j], qobjs[j], robjs[j]) for j in range(len(queries))]
+    if max_objects is not None:
+        object_ids = [[o if o < max_objects else -1 for o in ids] for ids in object_ids]
+    offsets = np.cumsum([0] + counts)
+    return {
+        "input_ids": _nest(enc["input_ids"], offsets, pa.int32()),
+        "token_type_ids": _nest(enc["token_type_ids"], offsets, pa.int8()),
+        "attention_mask": _nest(enc["attention_mask"], offsets, pa.int8()),
+        "object_ids": _nest(object_ids, offsets, pa.int16()),
+        "labels": pa.array([label for _, label in per_item], pa.int64()),
+    }
+
+
+_OUT_TYPES = {"input_ids": pa.int32(), "token_type_ids": pa.int8(), "attention_mask": pa.int8(), "object_ids": pa.int16()}
+
+
+def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + l)`` for every (s, l) pair, without a Python loop."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    ends = np.cumsum(lengths)
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lengths), lengths)
+
+
+def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(x) + 1, np.int64)
+    np.cumsum(x, out=out[1:])
+    return out
+
+
+def _np(a: pa.Array, fill=0) -> np.ndarray:
+    if a.null_count:
+        a = pc.fill_null(a, fill)
+    return a.to_numpy(zero_copy_only=False)
+
+
+class _FastViewEncoder:
+    """Encodes a batch of items into a view with numpy: every distinct word (and object label) of the
+    batch is tokenized once, and the pairs are assembled from those pieces by gathers, following the
+    tokenizer's own pair template (taken from a probe encoding). Identical to :func:`_encode_reference`
+    for tokenizers whose words are tokenized independently of their neighbours (BERT word-level and
+    WordPiece, byte-level BPE with ``add_prefix_space``); the first and last items of each batch are
+    checked against the reference and any mismatch switches the encoder off. Pairs longer than
+    ``max_length`` (truncation) go through the reference path."""
+
+    def __init__(self, tokenizer, view, reference_style, max_length, max_objects):
+        self.tokenizer, self.view, self.style = tokenizer, view, reference_style
+        self.max_length, self.max_objects = max_length, max_objects
+        self.cache: dict[str, np.ndarray] = {}
+        self.enabled = max_length is not None and view in VIEWS and reference_style in REFERENCE_STYLES
+        self.template = self._template() if self.enabled else None
+        self.enabled = self.template is not None
+
+    def _template(self):
+        try:
+            enc = self.tokenizer([["a"]], [["b"]], is_split_into_words=True, return_token_type_ids=True)
+            e = enc[0]
+            ids, types, seqs = enc["input_ids"][0], enc["token_type_ids"][0], e.sequence_ids
+        except Exception:  # noqa: BLE001 - anything unusual: keep the reference path
+            return None
+        s0 = [i for i, q in enumerate(seqs) if q == 0]
+        s1 = [i for i, q in enumerate(seqs) if q == 1]
+        if not s0 or not s1 or s0 != list(range(s0[0], s0[-1] + 1)) or s1 != list(range(s1[0], s1[-1] + 1)) or s0[-1] >= s1[0]:
+            return None
+        if len({types[i] for i in s0}) != 1 or len({types[i] for i in s1}) != 1:
+            return None
+        special = lambda r: [(ids[i], types[i]) for i in r]  # noqa: E731
+        return {
+            "prefix": special(range(0, s0[0])),
+            "mid": special(range(s0[-1] + 1, s1[0])),
+            "suffix": special(range(s1[-1] + 1, len(ids))),
+            "t0": types[s0[0]],
+            "t1": types[s1[0]],
+        }
+
+    def _word_ids(self, words: list[str]) -> list[np.ndarray]:
+        missing = [w for w in dict.fromkeys(words) if w not in self.cache]
+        if missing:
+            encs = self.tokenizer._tokenizer.encode_batch([[w] for w in missing], is_pretokenized=True, add_special_tokens=False)
+            for w, e in zip(missing, encs):
+                self.cache[w] = np.asarray(e.ids, np.int64)
+        return [self.cache[w] for w in words]
+
+    def __call__(self, batch: pa.Table) -> dict | None:
+        n = batch.num_rows
+        view = self.view
+        col = {name: batch.column(name).combine_chunks() for name in _VIEW_COLUMNS if name != "annot_id"}
+        if n == 0:
+            return None
+        a_lab = col["answer_label"]
+        r_lab = col["rationale_label"]
+        need_a = view in ("qa2r", "a2r")
+        need_r = view == "qr2a"
+        if (need_a and a_lab.null_count) or (need_r and r_lab.null_count):
+            return None  # the reference path raises the documented error
+        for field in ("answer_choices", "rationale_choices", "answer_choices_refs", "rationale_choices_refs"):
+            if col[field].null_count or not pc.all(pc.equal(pc.list_value_length(col[field]), N_CHOICES)).as_py():
+                return None
+        a = _np(a_lab, 0).astype(np.int64)
+        r = _np(r_lab, 0).astype(np.int64)
+        if np.any((a < 0) | (a >= N_CHOICES)) or np.any((r < 0) | (r >= N_CHOICES)):
+            return None
+        use_r = view != "q2a"
+        # segments: Q_i -> i, A_ik -> n + 4i + k, R_ik -> 5n + 4i + k
+        words_parts = [col["question"], col["answer_choices"].flatten()]
+        refs_parts = [col["question_refs"], col["answer_choices_refs"].flatten()]
+        item = np.arange(n, dtype=np.int64)
+        seg_item_parts = [item, np.repeat(item, N_CHOICES)]
+        if use_r:
+            words_parts.append(col["rationale_choices"].flatten())
+            refs_parts.append(col["rationale_choices_refs"].flatten())
+            seg_item_parts.append(np.repeat(item, N_CHOICES))
+        seg_item = np.concatenate(seg_item_parts)
+        seg_n_tok = np.concatenate([_np(pc.list_value_length(w)) for w in words_parts]).astype(np.int64)
+        if not np.array_equal(seg_n_tok, np.concatenate([_np(pc.list_value_length(x)) for x in refs_parts])):
+            return None
+        tok_words = pa.concat_arrays([w.flatten() for w in words_parts])
+        tok_refs = pa.concat_arrays([x.flatten() for x in refs_parts])
+        if tok_words.null_count or tok_refs.null_count:
+            return None
+        tok_item = np.repeat(seg_item, seg_n_tok)
+        m = _np(pc.list_value_length(tok_refs)).astype(np.int64)
+        n_units = np.where(m == 0, 1, 2 * m - 1)
+        unit_start = _exclusive_cumsum(n_units)
+        seg_unit_off = unit_start[_exclusive_cumsum(seg_n_tok)]
+        n_u = int(unit_start[-1])
+        # plain words (their own code space), then the separators, then object labels
+        denc = pc.dictionary_encode(tok_words)
+        word_strings = denc.dictionary.to_pylist() + [",", "and"]
+        comma, and_ = len(word_strings) - 2, len(word_strings) - 1
+        unit_code = np.zeros(n_u, np.int64)
+        unit_obj = np.full(n_u, -1, np.int64)
+        plain = m == 0
+        unit_code[unit_start[:-1][plain]] = _np(denc.indices)[plain]
+        vals = _np(tok_refs.flatten()).astype(np.int64)
+        label_strings: list[str] = []
+        if len(vals):
+            elem_tok = np.repeat(np.arange(len(m)), m)
+            elem_j = np.arange(len(vals)) - _exclusive_cumsum(m)[elem_tok]
+            elem_item = tok_item[elem_tok]
+            n_obj = _np(pc.list_value_length(col["objects"])).astype(np.int64)
+            if np.any(vals < 0) or np.any(vals >= n_obj[elem_item]):
+                return None
+            pos = unit_start[elem_tok] + 2 * elem_j
+            unit_obj[pos] = vals
+            sep = elem_j > 0
+            unit_code[pos[sep] - 1] = np.where(elem_j[sep] == m[elem_tok][sep] - 1, and_, comma)
+            base = len(word_strings)
+            if self.style == "index":
+                top = int(vals.max()) + 1
+                label_strings = [f"[{k}]" for k in range(top)]
+                unit_code[pos] = base + vals
+            else:
+                names = col["objects"]
+                nenc = pc.dictionary_encode(names.flatten())
+                name_strings = nenc.dictionary.to_pylist()
+                name_code = _np(nenc.indices).astype(np.int64)
+                name_off = _exclusive_cumsum(_np(pc.list_value_length(names)).astype(np.int64))
+                codes = name_code[name_off[elem_item] + vals]
+                person = name_strings.index("person") if "person" in name_strings else -1
+                g = len(name_strings)
+                codes = np.where(codes == person, g + vals % len(GENDER_NEUTRAL_NAMES), codes)
+                label_strings = name_strings + list(GENDER_NEUTRAL_NAMES)
+                unit_code[pos] = base + codes
+        pieces = self._word_ids(word_strings)
+        for label in label_strings:
+            parts = self._word_ids(label.split())
+            pieces.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
+        code_len = np.array([len(x) for x in pieces], np.int64)
+        code_start = _exclusive_cumsum(code_len)[:-1]
+        code_flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+        lu = code_len[unit_code]
+        tok_ids = code_flat[_ragged(code_start[unit_code], lu)]
+        tok_obj = np.repeat(unit_obj, lu)
+        cl = _exclusive_cumsum(lu)
+        seg_start = cl[seg_unit_off[:-1]]
+        seg_len = cl[seg_unit_off[1:]] - seg_start
+        # the pool: every segment's tokens, then the special tokens one by one
+        tpl = self.template
+        specials = tpl["prefix"] + tpl["mid"] + tpl["suffix"]
+        special_pos = len(tok_ids) + np.arange(len(specials))
+        pool_ids = np.concatenate([tok_ids, np.array([i for i, _ in specials], np.int64)])
+        pool_obj = np.concatenate([tok_obj, np.full(len(specials), -1, np.int64)])
+        # pairs (queries: one or two segments; response: one segment)
+        k = np.arange(N_CHOICES)
+        A = lambda i, c: n + N_CHOICES * i + c  # noqa: E731
+        R = lambda i, c: 5 * n + N_CHOICES * i + c  # noqa: E731
+        ii = np.repeat(item, N_CHOICES)
+        kk = np.tile(k, n)
+        if view == "q2a":
+            queries, resp, labels = [ii], A(ii, kk), np.where(_np(pc.is_null(a_lab)), -100, a)
+        elif view == "qa2r":
+            queries, resp, labels = [ii, A(ii, a[ii])], R(ii, kk), np.where(_np(pc.is_null(r_lab)), -100, r)
+        elif view == "qr2a":
+            queries, resp, labels = [ii, R(ii, r[ii])], A(ii, kk), np.where(_np(pc.is_null(a_lab)), -100, a)
+        elif view == "a2r":
+            queries, resp, labels = [A(ii, a[ii])], R(ii, kk), np.where(_np(pc.is_null(r_lab)), -100, r)
+        else:  # joint: pair j * 4 + k holds answer j and rationale k
+            ii = np.repeat(item, N_CHOICES * N_CHOICES)
+            jj = np.tile(np.repeat(k, N_CHOICES), n)
+            kk = np.tile(k, N_CHOICES * n)
+            queries, resp = [ii, A(ii, jj)], R(ii, kk)
+            missing = _np(pc.or_(pc.is_null(a_lab), pc.is_null(r_lab)))
+            labels = np.where(missing, -100, N_CHOICES * a + r)
+        per_item = len(resp) // n
+        starts, lens, types = [], [], []
+        n_pairs = len(resp)
+        s = 0
+        for group, key in ((tpl["prefix"], None), (None, "q"), (tpl["mid"], None), (None, "r"), (tpl["suffix"], None)):
+            if key is None:
+                for j, (_, t) in enumerate(group):
+                    starts.append(np.full(n_pairs, special_pos[s + j]))
+                    lens.append(np.ones(n_pairs, np.int64))
+                    types.append(np.full(n_pairs, t))
+                s += len(group)
+            else:
+                for seg in queries if key == "q" else [resp]:
+                    starts.append(seg_start[seg])
+                    lens.append(seg_len[seg])
+                    types.append(np.full(n_pairs, tpl["t0"] if key == "q" else tpl["t1"]))
+        starts, lens, types = np.stack(starts, 1), np.stack(lens, 1), np.stack(types, 1)
+        pair_len = lens.sum(1)
+        idx = _ragged(starts.ravel(), lens.ravel())
+        ids = pool_ids[idx]
+        obj = pool_obj[idx]
+        if self.max_objects is not None:
+            obj = np.where(obj < self.max_objects, obj, -1)
+        typ = np.repeat(types.ravel(), lens.ravel())
+        inner = pa.array(_exclusive_cumsum(pair_len).astype(np.int32))
+        outer = pa.array((np.arange(n + 1) * per_item).astype(np.int32))
+
+        def nest(values, type_):
+            return pa.ListArray.from_arrays(outer, pa.ListArray.from_arrays(inner, pa.array(values.astype(type_.to_pandas_dtype()), type_)))
+
+        out = {
+            "input_ids": nest(ids, pa.int32()),
+            "token_type_ids": nest(typ, pa.int8()),
+            "attention_mask": nest(np.ones(len(ids), np.int8), pa.int8()),
+            "object_ids": nest(obj, pa.int16()),
+            "labels": pa.array(labels.astype(np.int64), pa.int64()),
+        }
+        overflow = np.flatnonzero((pair_len > self.max_length).reshape(n, per_item).any(1))
+        return {"out": out, "overflow": overflow}
+
+
 def tokenize_view(
     dataset: Dataset,
     tokenizer,
@@ -591,51 +898,46 @@ def tokenize_view(
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("tokenize_view needs a fast tokenizer (it maps tokens back to words)")
+    fast = _FastViewEncoder(tokenizer, view, reference_style, max_length, max_objects)
 
     def encode(batch: pa.Table) -> pa.Table:
         with _no_gc():
-            return _encode(batch)
-
-    def _encode(batch: pa.Table) -> pa.Table:
-        per_item = [render_view(row, view, reference_style) for row in batch.select(_VIEW_COLUMNS).to_pylist()]
-        queries, responses, qobjs, robjs, counts = [], [], [], [], []
-        for rendered, _ in per_item:
-            counts.append(len(rendered))
-            for qw, qo, rw, ro in rendered:
-                queries.append(qw)
-                responses.append(rw)
-                qobjs.append(qo)
-                robjs.append(ro)
-        enc = tokenizer(
-            queries,
-            responses,
-            is_split_into_words=True,
-            truncation="longest_first",
-            max_length=max_length,
-            return_token_type_ids=True,
-        )
-        object_ids = [_token_objects(enc[j], qobjs[j], robjs[j]) for j in range(len(queries))]
-        if max_objects is not None:
-            object_ids = [[o if o < max_objects else -1 for o in ids] for ids in object_ids]
-        offsets = np.cumsum([0] + counts)
-        out = {
-            "input_ids": _nest(enc["input_ids"], offsets, pa.int32()),
-            "token_type_ids": _nest(enc["token_type_ids"], offsets, pa.int8()),
-            "attention_mask": _nest(enc["attention_mask"], offsets, pa.int8()),
-            "object_ids": _nest(object_ids, offsets, pa.int16()),
-            "labels": pa.array([label for _, label in per_item], pa.int64()),
-        }
+            out = _encode(batch)
         for column in keep_columns_present:
             out[column] = batch.column(column)
         # Arrow in, Arrow out: no per-row Python encoding by datasets on the way to the cache file
         return pa.table(out)
+
+    def reference(batch: pa.Table) -> dict:
+        return _encode_reference(batch, tokenizer, view, reference_style, max_length, max_objects)
+
+    def _encode(batch: pa.Table) -> dict:
+        result = fast(batch) if fast.enabled else None
+        if result is None:
+            return reference(batch)
+        out, overflow = result["out"], result["overflow"]
+        n = batch.num_rows
+        check = sorted({0, n - 1} - set(overflow.tolist()))
+        if check:
+            expected = pa.table(reference(batch.take(check))).to_pylist()
+            got = pa.table({k: v.take(check) for k, v in out.items()}).to_pylist()
+            if expected != got:
+                fast.enabled = False  # this tokenizer does not tokenize words independently: reference path
+                return reference(batch)
+        if len(overflow):  # truncated pairs: the tokenizer's own truncation, spliced in
+            slow = reference(batch.take(overflow))
+            order = np.arange(n)
+            order[overflow] = n + np.arange(len(overflow))
+            out = {k: pa.concat_arrays([out[k], slow[k].cast(out[k].type)]).take(pa.array(order)) for k in out}
+        return out
 
     keep = set(keep_columns) | {"boxes", "image_path", "img_fn", "width", "height"}
     keep_columns_present = [c for c in dataset.column_names if c in keep]
     return dataset.with_format("arrow").map(
         encode,
         batched=True,
-        batch_size=1000,
+        batch_size=5000,  # the fast encoder works on whole batches: fewer, larger ones cost less per item
+        writer_batch_size=5000,
         num_proc=num_proc,
         remove_columns=dataset.column_names,
         load_from_cache_file=load_from_cache_file,

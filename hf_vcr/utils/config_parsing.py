@@ -10,6 +10,8 @@ from typing import Any, Sequence
 import yaml
 from transformers import HfArgumentParser
 
+from .distributed import repair_deepspeed_cpu_state, use_cpu_processes_without_accelerator
+
 
 def _read_config_file(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
@@ -33,6 +35,7 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None = N
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
+    values: dict[str, Any] = {}
     if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
         path = argv.pop(0)
         values = _read_config_file(path)
@@ -45,8 +48,7 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None = N
         required = [a for a in parser._actions if a.required and a.dest in values]
         for action in required:
             action.required = False
+    use_cpu_processes_without_accelerator(deepspeed_requested=bool(values.get("deepspeed")) or "--deepspeed" in argv)
     parsed = parser.parse_args_into_dataclasses(args=argv)
-    from .distributed import repair_deepspeed_cpu_state
-
     repair_deepspeed_cpu_state()
     return parsed

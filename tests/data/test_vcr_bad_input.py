@@ -88,3 +88,21 @@ def test_bad_label_and_missing_file(tmp_path, good_item):
         load_vcr("val", str(d), cache_dir=str(tmp_path / "c"))
     with pytest.raises(FileNotFoundError, match=r"VCR annotations not found: .*test\.jsonl"):
         load_vcr("test", str(d), cache_dir=str(tmp_path / "c"))
+
+
+def test_leading_zero_reference_is_malformed_json(tmp_path, good_item):
+    # the fast reader turns references into strings; "01" must still be refused as json.loads refuses it
+    line = json.dumps(good_item).replace('"Does", [0]', '"Does", [00]')
+    assert "[00]" in line
+    d = write(tmp_path, [json.dumps(good_item), line])
+    with pytest.raises(VcrFormatError, match=r"val\.jsonl, line 2: malformed JSON"):
+        load_vcr("val", str(d), cache_dir=str(tmp_path / "c"))
+
+
+def test_out_of_range_reference_found_by_the_fast_reader_names_the_line(tmp_path, good_item):
+    bad = json.loads(json.dumps(good_item))
+    bad["annot_id"] = "val-3"
+    bad["rationale_choices"][2][0] = [1, 6]
+    d = write(tmp_path, [json.dumps(good_item)] * 2 + [json.dumps(bad)])
+    with pytest.raises(VcrFormatError, match=r"line 3: rationale_choices\[2\] references object 6, out of range for the item's 6 objects"):
+        load_vcr("val", str(d), cache_dir=str(tmp_path / "c"))

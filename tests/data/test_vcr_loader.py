@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 
+import pyarrow as pa
 import pytest
 
 from hf_vcr.data.references import GENDER_NEUTRAL_NAMES, join_tokens, render, split_tokens
@@ -123,3 +125,118 @@ def test_parallel_parse_matches_and_keeps_line_numbers(synthetic_vcr, tmp_path):
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(VcrFormatError, match=r"train\.jsonl, line 151: malformed JSON"):
         read_vcr_table(str(bad), num_proc=3)
+
+
+# ------------------------------------------------- fast paths == the straightforward Python paths
+
+
+def _wordpiece_tokenizer(tmp_path, words):
+    """A tiny real WordPiece BertTokenizerFast: whole words for half the vocabulary, the rest split into
+    characters ("##x"), so words map to one or several tokens."""
+    from transformers import BertTokenizerFast
+
+    words = sorted({w.lower() for w in words if w})
+    chars = sorted({c for w in words for c in w})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words[::2] + chars + [f"##{c}" for c in chars]
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    return BertTokenizerFast(vocab_file=str(path), do_lower_case=True)
+
+
+def _vcr_tables(real_vcr_dir, shared_data, synthetic_vcr):
+    from hf_vcr.data.vcr import read_vcr_table
+
+    return {
+        "real_val": read_vcr_table(str(real_vcr_dir / "val.jsonl"), str(shared_data / "vcr" / "vcr1images")),
+        "real_train": read_vcr_table(str(real_vcr_dir / "train.jsonl")),
+        "synthetic": read_vcr_table(synthetic_vcr["annotations_dir"] + "/val.jsonl", synthetic_vcr["images_dir"]),
+    }
+
+
+def test_fast_reader_equals_python_reader(real_vcr_dir, shared_data, synthetic_vcr):
+    from hf_vcr.data.vcr import _fast_read_table, _slow_read_vcr_table
+
+    images = str(shared_data / "vcr" / "vcr1images")
+    cases = [
+        (str(real_vcr_dir / "val.jsonl"), images),
+        (str(real_vcr_dir / "val.jsonl"), None),
+        (str(real_vcr_dir / "train.jsonl"), None),
+        (synthetic_vcr["annotations_dir"] + "/train.jsonl", synthetic_vcr["images_dir"]),
+        (synthetic_vcr["annotations_dir"] + "/train.jsonl", None),
+    ]
+    for path, images_dir in cases:
+        fast = _fast_read_table(path, images_dir, True)
+        assert fast is not None, path  # the well-formed files take the fast path
+        assert fast.equals(_slow_read_vcr_table(path, images_dir, True, 1)), path
+
+
+def test_reader_falls_back_on_files_the_rewrite_cannot_handle(real_vcr_dir, tmp_path):
+    from hf_vcr.data.vcr import _fast_read_table, _slow_read_vcr_table, read_vcr_table
+
+    item = json.loads((real_vcr_dir / "val.jsonl").read_text())
+    item["question_orig"] = "Does [0] live in [1, 2] house ?"  # brackets inside a string
+    item["answer_choices"][0][1] = [0, 1]  # a multi-object reference, as "[0,1]" without the space
+    path = tmp_path / "val.jsonl"
+    path.write_text(json.dumps(item) + "\n" + json.dumps(item, separators=(",", ":")) + "\n\n")
+    assert _fast_read_table(str(path), None, True) is None
+    table = read_vcr_table(str(path))
+    assert table.equals(_slow_read_vcr_table(str(path), None, True, 1))
+    assert table.column("answer_choices_refs").to_pylist()[1][0][1] == [0, 1]
+
+
+@pytest.mark.parametrize("kind", ["word", "wordpiece"])
+def test_fast_tokenization_equals_reference(kind, real_vcr_dir, shared_data, synthetic_vcr, tmp_path):
+    from datasets import Dataset
+
+    from hf_vcr.data.vcr import VIEWS, _encode_reference, _FastViewEncoder
+
+    tables = _vcr_tables(real_vcr_dir, shared_data, synthetic_vcr)
+    words = [w for t in tables.values() for row in t.select(["question", "answer_choices", "rationale_choices", "objects"]).to_pylist()
+             for w in row["question"] + [x for c in row["answer_choices"] + row["rationale_choices"] for x in c] + row["objects"]]
+    words = [p for w in words + ["and", ","] + GENDER_NEUTRAL_NAMES for p in w.split()]
+    if kind == "word":
+        tok = build_word_tokenizer([" ".join(words[: len(words) * 2 // 3])])  # some words unknown
+    else:
+        tok = _wordpiece_tokenizer(tmp_path, words)
+    n_checked = n_overflow = 0
+    for name, table in tables.items():
+        for view in VIEWS:
+            for style in ("r2c", "index"):
+                for max_length, max_objects in ((64, None), (24, 2)):
+                    result = _FastViewEncoder(tok, view, style, max_length, max_objects)(table)
+                    ref = _encode_reference(table, tok, view, style, max_length, max_objects)
+                    overflow = set(result["overflow"].tolist())
+                    keep = pa.array([i for i in range(table.num_rows) if i not in overflow], pa.int64())
+                    got = pa.table({k: v.take(keep) for k, v in result["out"].items()}).to_pylist()
+                    assert got == pa.table({k: v.take(keep) for k, v in ref.items()}).to_pylist(), (name, view, style)
+                    n_checked += len(keep)
+                    n_overflow += len(overflow)
+                    if view == "qa2r" and style == "r2c":  # end to end, truncated items included
+                        ds = Dataset(table)
+                        out = tokenize_view(ds, tok, view, max_length=max_length, max_objects=max_objects, load_from_cache_file=False)
+                        expected = pa.table(ref).to_pylist()
+                        rows = out.remove_columns([c for c in out.column_names if c not in ref]).to_list()
+                        assert rows == expected
+    assert n_checked > 500 and n_overflow > 0
+
+
+def test_fast_tokenization_switches_off_for_context_dependent_tokenizers(val):
+    from hf_vcr.data.vcr import _encode_reference
+
+    tok = build_word_tokenizer(["does casey live in this house ? no , is a visitor wearing"])
+
+    class Shifted:  # a tokenizer whose words are NOT tokenized independently (ids shift with position)
+        is_fast = True
+
+        def __init__(self, inner):
+            self.inner, self._tokenizer = inner, inner._tokenizer
+
+        def __call__(self, *a, **k):
+            enc = self.inner(*a, **k)
+            enc["input_ids"] = [[i + (j % 2) for j, i in enumerate(ids)] for ids in enc["input_ids"]]
+            return enc
+
+    shifted = Shifted(tok)
+    out = tokenize_view(val, shifted, "q2a", load_from_cache_file=False)
+    ref = _encode_reference(val.with_format("arrow")[:], shifted, "q2a", "r2c", 64, None)
+    assert out[0]["input_ids"] == ref["input_ids"].to_pylist()[0]

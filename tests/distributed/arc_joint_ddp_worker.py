@@ -55,7 +55,7 @@ def launch_once(tmp_path_factory) -> tuple[str, dict[str, str], dict[str, str]]:
         )
         assert proc.returncode == 0, proc.stderr[-4000:]
         single = run(data, out, 8)
-        _RUNS["runs"] = (out, single, {k: os.path.join(out, f"{k}_init.pt") for k in single})
+        _RUNS["runs"] = (out, single, {k: os.path.join(out, f"{k}_init_rank0.pt") for k in single})
     return _RUNS["runs"]
 
 
@@ -91,7 +91,7 @@ def run(data_dir: str, out_dir: str, batch: int) -> dict[str, str]:
     cache = {k: (logits[i].numpy(), feats[i].numpy()) for i, k in enumerate(ids)}
     ds = merge_views({"a": views["q2a"], "r": views["qa2r"]}, extra=cache_columns(cache, ids, "worker"))
     model = ArcModel(_build(tok, 1), _build(tok, 2))
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, os.path.join(out_dir, "arc_init.pt"))
+    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, os.path.join(out_dir, f"arc_init_rank{rank}.pt"))
     trainer = ArcTrainer(model=model, args=ArcConfig(output_dir=os.path.join(out_dir, "arc"), alpha=0.3, beta=0.3, **common),
                          train_dataset=ds, data_collator=MultiViewCollator(base, ("a", "r"), ("teacher_logits", "teacher_feature")))
     trainer.train()
@@ -102,7 +102,7 @@ def run(data_dir: str, out_dir: str, batch: int) -> dict[str, str]:
     # joint coupling, softmax weighting (deterministic)
     train_ds, _ = build_joint_datasets(train, train.select(range(2)), tok, max_length=64, reference_style="r2c", max_objects=8)
     model = JointCouplingModel(_build(tok, 1), _build(tok, 2))
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, os.path.join(out_dir, "joint_init.pt"))
+    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, os.path.join(out_dir, f"joint_init_rank{rank}.pt"))
     trainer = JointTrainer(model=model, args=JointConfig(output_dir=os.path.join(out_dir, "joint"), coupling="softmax", **common),
                            train_dataset=train_ds, data_collator=make_joint_collator(model.answer_model.config, tok))
     trainer.train()

@@ -16,6 +16,9 @@ from .launch import REPO, launch, load_weights, max_abs_difference
 # divides by the gradient's magnitude and turns rounding noise in exactly-zero gradients (e.g.
 # attention key biases) into full-size steps.
 TOLERANCE = 2e-5
+# DeepSpeed flattens, buckets and partitions the gradients and clips them in its own engine; after
+# 4 steps the weights agree to ~1e-4 (the updates themselves are ~1e-2).
+DEEPSPEED_TOLERANCE = 5e-4
 
 
 @pytest.fixture(scope="module")
@@ -67,4 +70,7 @@ def test_deepspeed_zero_on_cpu_matches_one_process(runs, synthetic_vcr, stage):
         "--output_dir", str(out), "--deepspeed", str(REPO / f"scripts/ds_zero{stage}.json"),
     ], 2, str(root))
     diff = max_abs_difference(load_weights(root / "one" / "q2a"), load_weights(out / "q2a"))
-    assert diff < TOLERANCE, f"ZeRO-{stage}: max |Δθ| = {diff}"
+    assert diff < DEEPSPEED_TOLERANCE, f"ZeRO-{stage}: max |Δθ| = {diff}"
+    # the run also evaluates over both processes and writes a loadable checkpoint
+    assert (out / "q2a" / "training_complete").is_file()
+    VcrForMultipleChoice.from_pretrained(out / "q2a")
