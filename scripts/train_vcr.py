@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import hf_vcr  # noqa: E402,F401
 from hf_vcr.data.vcr import tokenize_view  # noqa: E402
-from hf_vcr.metrics.vcr import write_leaderboard_csv  # noqa: E402
+from hf_vcr.metrics.vcr import rounded_json, write_leaderboard_csv  # noqa: E402
 from hf_vcr.model_card import write_model_card  # noqa: E402
 from hf_vcr.trainers.vcr_components import build_collator, build_model, build_tokenizer, prepare_splits  # noqa: E402
 from hf_vcr.trainers.vcr_config import VcrDataArguments, VcrModelArguments, VcrTrainingConfig  # noqa: E402
@@ -118,7 +118,7 @@ def main(argv=None):
                 softmax(rationale_logits, axis=-1),
             )
             atomic_write_json(os.path.join(args.output_dir, "metrics.json"), {**metrics, "eval_file": eval_path})
-            print(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
+            print(rounded_json(metrics))
         return metrics
     return results
 

@@ -265,22 +265,30 @@ _REQUIRED = ("annot_id", "objects", "img_fn", "question", "answer_choices", "rat
 def _refs_to_strings(data: bytearray) -> bool:
     """Rewrite, in place, each list of numbers ``␠[0, 1]`` (a VCR object reference) as the string
     ``"\x7f0, 1"``: the space before the bracket (``json.dumps`` separators) makes room for the
-    quote, so the length never changes and numpy does it at memory speed (two threads, one per
-    half of the file). Token lists become plain string lists that pyarrow's typed reader accepts.
+    quote, so the length never changes and numpy does it at memory speed (1 MiB blocks of
+    whole lines, two threads). Token lists become plain string lists that pyarrow's typed reader accepts.
     Anything this rewrite gets wrong (other spacing, a bracket inside a string) leaves invalid
     JSON or a wrong type, which the caller answers with the Python path. False if the file
     already contains the marker."""
     if _MARK.encode() in data or b"\\u007f" in data or b"\\u007F" in data:
         return False
     arr = np.frombuffer(data, np.uint8)
-    cut = data.find(b"\n", len(data) // 2) + 1 if len(data) > 2**20 else 0
-    if cut <= 0:
-        _rewrite_refs(arr)
+    # blocks of whole lines, small enough to stay in the CPU caches through the few numpy passes
+    bounds, block = [0], 1 << 20
+    while bounds[-1] + block < len(data):
+        cut = data.find(b"\n", bounds[-1] + block)
+        if cut < 0:
+            break
+        bounds.append(cut + 1)
+    bounds.append(len(data))
+    blocks = [arr[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    if len(blocks) == 1:
+        _rewrite_refs(blocks[0])
     else:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(2) as pool:  # numpy releases the GIL
-            list(pool.map(_rewrite_refs, [arr[:cut], arr[cut:]]))
+            list(pool.map(_rewrite_refs, blocks))
     return True
 
 
@@ -368,6 +376,32 @@ def _split_field(col: pa.ListArray, nested: bool, n_objects: np.ndarray):
     return words, refs
 
 
+def _fast_batch(batch: pa.RecordBatch) -> dict | None:
+    """Checks and the words/refs split for one record batch of :func:`_fast_read_table`; None if anything is off."""
+    cols = {name: batch.column(name) for name in _FAST_SCHEMA.names}
+    for name in _REQUIRED:
+        if cols[name].null_count:
+            return None
+    null_labels = False
+    for name in ("answer_label", "rationale_label"):
+        col = cols[name]
+        null_labels |= col.null_count > 0
+        if len(col) - col.null_count:
+            lo, hi = pc.min_max(col).values()
+            if lo.as_py() < 0 or hi.as_py() >= N_CHOICES:
+                return None
+    if cols["objects"].flatten().null_count:
+        return None
+    n_objects = pc.list_value_length(cols["objects"]).to_numpy(zero_copy_only=False)
+    for field in ("question", "answer_choices", "rationale_choices"):
+        split = _split_field(cols[field], field != "question", n_objects)
+        if split is None:
+            return None
+        cols[field], cols[field + "_refs"] = split
+    cols["null_labels"] = null_labels
+    return cols
+
+
 def _fast_read_table(path: str, images_dir: str | None, check_images: bool) -> pa.Table | None:
     """The whole file parsed and validated without per-token Python, or None when anything is off
     (then the Python path reads it again and raises the precise error)."""
@@ -386,36 +420,24 @@ def _fast_read_table(path: str, images_dir: str | None, check_images: bool) -> p
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
         return None
-    # only the token columns are worked on as single arrays; the rest passes through chunked
-    cols = {
-        name: table.column(name).combine_chunks() if name in ("objects", "question", "answer_choices", "rationale_choices") else table.column(name)
-        for name in _FAST_SCHEMA.names
-    }
-    n = table.num_rows
-    for name in _REQUIRED:
-        if cols[name].null_count:
-            return None
-    for name in ("answer_label", "rationale_label"):
-        col = cols[name]
-        if col.null_count and b"null" in data:  # an explicit null label is an error, a missing one is not
-            return None
-        if len(col) - col.null_count:
-            lo, hi = pc.min_max(col).values()
-            if lo.as_py() < 0 or hi.as_py() >= N_CHOICES:
-                return None
-    if cols["objects"].flatten().null_count:
-        return None
-    n_objects = pc.list_value_length(cols["objects"]).to_numpy(zero_copy_only=False)
     from concurrent.futures import ThreadPoolExecutor
 
-    fields = ("question", "answer_choices", "rationale_choices")
-    with ThreadPoolExecutor(2) as pool:  # Arrow compute and numpy release the GIL
-        splits = list(pool.map(lambda f: _split_field(cols[f], f != "question", n_objects), fields))
-    out = {}
-    for field, split in zip(fields, splits):
-        if split is None:
-            return None
-        out[field], out[field + "_refs"] = split
+    # the reader's record batches (1 MiB of JSON each) are checked and split independently, on two
+    # threads (Arrow compute and numpy release the GIL), while they are still in the CPU caches
+    batches = table.to_batches()
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(_fast_batch, batches))
+    if any(part is None for part in parts):
+        return None
+    if any(part.pop("null_labels") for part in parts) and b"null" in data:
+        return None  # an explicit null label is an error (the Python path says so), a missing one is not
+    n = table.num_rows
+    cols = {name: pa.chunked_array([part[name] for part in parts], parts[0][name].type) if parts else table.column(name)
+            for name in _FAST_SCHEMA.names + ["question_refs", "answer_choices_refs", "rationale_choices_refs"]}
+    if not parts:
+        return None
+    n_objects = pc.list_value_length(cols["objects"]).to_numpy()
+    out = {f: cols[f] for f in ("question", "question_refs", "answer_choices", "answer_choices_refs", "rationale_choices", "rationale_choices_refs")}
     boxes_type = FEATURES.arrow_schema.field("boxes").type
     image_path = metadata_path = pa.nulls(n, pa.string())
     boxes = pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], boxes_type.value_type))
@@ -898,6 +920,9 @@ def tokenize_view(
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("tokenize_view needs a fast tokenizer (it maps tokens back to words)")
+    from datasets.fingerprint import Hasher
+
+    tokenizer_hash = Hasher.hash(tokenizer)  # before any call changes its truncation settings
     fast = _FastViewEncoder(tokenizer, view, reference_style, max_length, max_objects)
 
     def encode(batch: pa.Table) -> pa.Table:
@@ -933,6 +958,12 @@ def tokenize_view(
 
     keep = set(keep_columns) | {"boxes", "image_path", "img_fn", "width", "height"}
     keep_columns_present = [c for c in dataset.column_names if c in keep]
+
+    # an explicit fingerprint: letting datasets hash the closures walks their byte code (slow with dill)
+    fingerprint = Hasher.hash(
+        ["hf_vcr.tokenize_view", 2, dataset._fingerprint, tokenizer_hash, view, max_length, reference_style,
+         max_objects, keep_columns_present]
+    )
     return dataset.with_format("arrow").map(
         encode,
         batched=True,
@@ -941,6 +972,7 @@ def tokenize_view(
         num_proc=num_proc,
         remove_columns=dataset.column_names,
         load_from_cache_file=load_from_cache_file,
+        new_fingerprint=fingerprint,
         desc=f"Tokenizing VCR {view}",
     ).with_format(None)
 

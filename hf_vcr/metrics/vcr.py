@@ -127,11 +127,16 @@ def evaluate_leaderboard(predictions_csv: str, annotations_jsonl: str) -> dict[s
     )
 
 
+def rounded_json(metrics: dict[str, float]) -> str:
+    """Metrics as one strict JSON object: percent to two decimals, undefined (NaN) values as null."""
+    return json.dumps({k: (None if v != v else round(v, 2)) for k, v in metrics.items()})
+
+
 def evaluate_cli(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="hf-vcr evaluate vcr", description="Score a VCR leaderboard csv.")
     parser.add_argument("--predictions", required=True, help="leaderboard-format csv")
     parser.add_argument("--annotations", required=True, help="labelled VCR jsonl (e.g. val.jsonl)")
     args = parser.parse_args(argv)
     result = evaluate_leaderboard(args.predictions, args.annotations)
-    print(json.dumps({k: round(v, 2) for k, v in result.items()}))
+    print(rounded_json(result))
     return 0

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import yaml
 from transformers import HfArgumentParser
 
-from .distributed import repair_deepspeed_cpu_state, use_cpu_processes_without_accelerator
+from .distributed import default_to_cpu, repair_deepspeed_cpu_state
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
@@ -48,7 +48,9 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None = N
         required = [a for a in parser._actions if a.required and a.dest in values]
         for action in required:
             action.required = False
-    use_cpu_processes_without_accelerator(deepspeed_requested=bool(values.get("deepspeed")) or "--deepspeed" in argv)
+    if default_to_cpu(deepspeed_requested=bool(values.get("deepspeed")) or "--deepspeed" in argv):
+        if any(action.dest == "use_cpu" for action in parser._actions) and "use_cpu" not in values:
+            parser.set_defaults(use_cpu=True)
     parsed = parser.parse_args_into_dataclasses(args=argv)
     repair_deepspeed_cpu_state()
     return parsed

@@ -31,18 +31,15 @@ def repair_deepspeed_cpu_state() -> None:
         state.local_process_index = int(os.environ.get("LOCAL_RANK", rank))
 
 
-def use_cpu_processes_without_accelerator(deepspeed_requested: bool) -> None:
-    """Make ``accelerate launch --multi_gpu`` / ``torchrun`` on a machine without GPUs a real multi-process run.
+def default_to_cpu(deepspeed_requested: bool) -> bool:
+    """Whether TrainingArguments should default to ``use_cpu=True``: on a machine without GPUs, unless DeepSpeed runs.
 
-    Without a GPU, accelerate (1.15) only recognises the launch as distributed when it is told to
-    use the CPU; otherwise every process records one process, the Trainer still wraps the model in
-    DDP, and the processes train on the same, unsharded batches. Setting ``ACCELERATE_USE_CPU``
-    (what ``accelerate launch --cpu`` sets) before the TrainingArguments build their state gives a
-    gloo group with sharded data. DeepSpeed runs keep their own path (see
-    :func:`repair_deepspeed_cpu_state`).
+    Without a GPU, accelerate (1.15) only recognises ``accelerate launch --multi_gpu`` / ``torchrun``
+    as distributed when told to use the CPU; otherwise every process records one process, the
+    Trainer still wraps the model in DDP, and the processes train on the same, unsharded batches.
+    ``use_cpu=True`` gives a gloo group with sharded data (and lets ``--bf16`` use CPU autocast).
+    DeepSpeed runs keep their own path (see :func:`repair_deepspeed_cpu_state`).
     """
     import torch
 
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if launched and not deepspeed_requested and not torch.cuda.is_available():
-        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    return not deepspeed_requested and not torch.cuda.is_available()

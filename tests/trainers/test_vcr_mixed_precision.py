@@ -23,7 +23,7 @@ def test_bf16_training_step(synthetic_vcr, tmp_path):
     torch.manual_seed(0)
     model = VcrForMultipleChoice(VcrConfig.tiny(vocab_size=len(tok)))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    args = VcrTrainingConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, bf16=True,
+    args = VcrTrainingConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, bf16=True, use_cpu=True,
                              save_strategy="no", report_to="none", logging_steps=1, disable_tqdm=True)
     trainer = VcrTrainer(model=model, args=args, train_dataset=tokenize_view(ds, tok, "q2a", max_objects=8),
                          data_collator=VcrCollator.for_model(model.config, tok.pad_token_id))
