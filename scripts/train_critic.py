@@ -151,12 +151,18 @@ def main(argv=None) -> dict:
                         "ce_weight", "qa_mse_weight", "rationale_mse_weight", "freeze_vision", "threshold", "learning_rate",
                         "num_train_epochs", "max_steps", "per_device_train_batch_size", "seed")},
                     metrics={k: v for k, v in results.items() if not k.startswith("initial_")},
+                    load_path=args.hub_model_id or final,
                     extra_load="Filter a corpus: `hf-vcr filter-corpus --critic DIR --input corpus.jsonl --threshold 0.8 --output kept.jsonl`.",
                 )
             except Exception as e:  # noqa: BLE001
                 print(f"warning: model card not written: {e}", file=sys.stderr)
         atomic_write_json(os.path.join(args.output_dir, "critic_results.json"), results)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()}))
+        if args.push_to_hub:  # the final model with its card
+            from hf_vcr.hub import push_checkpoint
+
+            push_checkpoint(final, args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)), token=args.hub_token,
+                            private=bool(args.hub_private_repo), commit_message="LSKD critic model trained with hf_vcr")
     return results
 
 

@@ -36,6 +36,7 @@ from hf_vcr.trainers.lskd_config import QFormerDistillConfig  # noqa: E402
 from hf_vcr.trainers.lskd_trainer import QFormerDistillTrainer, freeze_for_generative  # noqa: E402
 from hf_vcr.utils.checkpoints import atomic_write_json  # noqa: E402
 from hf_vcr.utils.config_parsing import parse_config  # noqa: E402
+from hf_vcr.utils.distributed import gather_whole_model_after_training  # noqa: E402
 
 DEC_TOKEN, IMAGE_TOKEN = "[DEC]", "<image>"
 
@@ -223,6 +224,7 @@ def main(argv=None) -> dict:
     if args.do_train or not args.do_eval:
         trainer.train_resuming()
     model = trainer.accelerator.unwrap_model(trainer.model)
+    gather_whole_model_after_training(trainer)  # ZeRO-3: whole weights on every rank for rank 0's evaluation and save
     if args.use_lora:
         merge_lora(model)
     if trainer.is_world_process_zero():
@@ -237,6 +239,11 @@ def main(argv=None) -> dict:
             write_card(tmp, model_args, data_args, args, results)
         atomic_write_json(os.path.join(args.output_dir, "lskd_results.json"), results)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()}))
+        if args.push_to_hub:  # the final model with its card
+            from hf_vcr.hub import push_checkpoint
+
+            push_checkpoint(final, args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)), token=args.hub_token,
+                            private=bool(args.hub_private_repo), commit_message="LSKD student model trained with hf_vcr")
     return results
 
 
@@ -261,6 +268,7 @@ def write_card(path, model_args, data_args, args, results) -> None:
                 "objective", "itc_weight", "itm_weight", "itg_weight", "augment_regions", "with_rationale", "use_lora",
                 "learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size", "seed")} | {"threshold": data_args.threshold},
             metrics={k: v for k, v in results.items() if not k.startswith("initial_")},
+            load_path=args.hub_model_id or os.path.join(args.output_dir, "final"),
             extra_load=None if generative else "Zero-shot scoring: `hf_vcr.metrics.zero_shot.ItmScorer(model, tokenizer, image_processor)`.",
         )
     except Exception as e:  # noqa: BLE001  (never lose a trained model over a card)

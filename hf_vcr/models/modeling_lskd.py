@@ -18,6 +18,7 @@ Both register with ``AutoConfig`` / ``AutoModel`` when imported.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -98,10 +99,12 @@ class _LskdQFormerBase(Blip2ForImageTextRetrieval):
 
     def _build_backbone(self, config) -> None:
         Blip2PreTrainedModel.__init__(self, config)
-        self.vision_model = Blip2VisionModel._from_config(config.vision_config)
+        # built directly, not with _from_config: under ZeRO-3 that enters deepspeed.zero.Init and partitions the parts
+        # before the whole model exists (see hf_vcr/models/submodules.py)
+        self.vision_model = Blip2VisionModel(copy.deepcopy(config.vision_config))
         self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.qformer_config.hidden_size))
         self.embeddings = Blip2TextEmbeddings(config.qformer_config)
-        self.qformer = Blip2QFormerModel._from_config(config.qformer_config)
+        self.qformer = Blip2QFormerModel(copy.deepcopy(config.qformer_config))
         self.vision_projection = nn.Linear(config.qformer_config.hidden_size, config.image_text_hidden_size)
         self.text_projection = nn.Linear(config.qformer_config.hidden_size, config.image_text_hidden_size)
         self.itm_head = nn.Linear(config.qformer_config.hidden_size, 2)
@@ -214,7 +217,8 @@ class LskdStudentModel(_LskdQFormerBase):
     def __init__(self, config: LskdStudentConfig):
         self._build_backbone(config)
         qc = config.qformer_config
-        self.temp = nn.Parameter(torch.tensor(float(config.temperature_init)))
+        # shape [1], not []: DeepSpeed (0.19) broadcasts parameters as bytes and cannot view a 0-dim tensor
+        self.temp = nn.Parameter(torch.full((1,), float(config.temperature_init)))
         self.lm_head = LskdLMHead(qc.hidden_size, qc.vocab_size, qc.hidden_act, qc.layer_norm_eps)
         self.post_init()
         self.freeze_vision_model(config.freeze_vision)
@@ -241,7 +245,7 @@ class LskdStudentModel(_LskdQFormerBase):
         self.lm_head.decoder = new_embeddings
 
     def temperature(self) -> torch.Tensor:
-        return self.temp.clamp(self.config.temperature_min, self.config.temperature_max)
+        return self.temp.clamp(self.config.temperature_min, self.config.temperature_max).reshape(())
 
     def itg_logits(self, image_embeds, decoder_input_ids, decoder_attention_mask) -> torch.Tensor:
         """ITG in one Q-Former pass over ``[queries; text]`` with the multimodal causal mask; returns ``[B, T, V]``."""

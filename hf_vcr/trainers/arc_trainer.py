@@ -7,6 +7,7 @@ cache, stage 2), resumable in whichever stage it was stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Callable, Sequence
@@ -24,13 +25,28 @@ from ..losses.arc import arc_objective, kd_answer_loss, kd_rationale_loss, kd_ra
 from ..losses.multiple_choice import multiple_choice_loss
 from ..metrics.vcr import accuracies_from_scores
 from ..utils.checkpoints import atomic_directory, atomic_write_json, save_pretrained_atomic
+from ..utils.distributed import gathered_parameters
 from .arc_config import ArcConfig
-from .base import HfVcrTrainer
+from .base import HfVcrTrainer, sub_model_location
 from .coupling_data import MultiViewCollator, merge_views, view_inputs
 from .vcr_trainer import VcrTrainer, multiple_choice_accuracy
 
 DONE = "training_complete"
 CACHE_DIR = "teacher_cache"
+
+
+@contextlib.contextmanager
+def _without_zero3_init():
+    """Load the frozen teacher whole: under ZeRO-3, ``from_pretrained`` would enter ``deepspeed.zero.Init``
+    and partition it, and the cached teacher runs outside any DeepSpeed engine."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
 class ArcModel(nn.Module):
@@ -262,17 +278,19 @@ def run_arc(
         )
         stage1.train_resuming()
         metrics1 = stage1.evaluate()
-        if stage1.is_world_process_zero():
-            save_pretrained_atomic(stage1.model, f_c_dir)
-            tokenizer.save_pretrained(f_c_dir)
-            atomic_write_json(os.path.join(f_c_dir, DONE), {"qr2a": metrics1.get("eval_accuracy"), "eval_loss": metrics1.get("eval_loss"),
-                                                             "epochs": stage1.state.epoch, "steps": stage1.state.global_step})
+        with gathered_parameters(stage1.model):
+            if stage1.is_world_process_zero():
+                save_pretrained_atomic(stage1.model, f_c_dir)
+                tokenizer.save_pretrained(f_c_dir)
+                atomic_write_json(os.path.join(f_c_dir, DONE), {"qr2a": metrics1.get("eval_accuracy"), "eval_loss": metrics1.get("eval_loss"),
+                                                                 "epochs": stage1.state.epoch, "steps": stage1.state.global_step})
         stage1.accelerator.wait_for_everyone()
     with open(os.path.join(f_c_dir, DONE)) as f:
         stage1_metrics = json.load(f)
     from .coupling_data import load_scorer
 
-    teacher = load_scorer(f_c_dir)
+    with _without_zero3_init():
+        teacher = load_scorer(f_c_dir)
 
     # ---- the teacher's logits and fused features, computed once for the training set
     cache_dir = os.path.join(out, CACHE_DIR)
@@ -313,9 +331,10 @@ def run_arc(
     trainer.train_resuming()
     metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
     metrics["qr2a"] = stage1_metrics.get("qr2a")
-    if trainer.is_world_process_zero():
-        write_arc_outputs(out, trainer.accelerator.unwrap_model(trainer.model), tokenizer, metrics, args)
-        atomic_write_json(done, metrics)
+    with gathered_parameters(trainer.model):
+        if trainer.is_world_process_zero():
+            write_arc_outputs(out, trainer.accelerator.unwrap_model(trainer.model), tokenizer, metrics, args)
+            atomic_write_json(done, metrics)
     trainer.accelerator.wait_for_everyone()
     return metrics
 
@@ -350,9 +369,9 @@ def write_arc_outputs(out: str, model: ArcModel, tokenizer, metrics: dict, args:
                        "distribution into f_A (KD-A) and its fused feature into f_R (KD-R). At test time only f_A and f_R run.",
         sub_models={"f_A (Q→A)": os.path.join(out, "f_A"), "f_R (QA→R)": os.path.join(out, "f_R"),
                     "f_C (QR→A teacher, training only)": os.path.join(out, "f_C")},
-        load_path=os.path.join(out, "f_A"),
+        load_path=sub_model_location(out, "f_A", args),
         **common,
     )
     for name, role in (("f_A", "Q→A"), ("f_R", "QA→R"), ("f_C", "QR→A teacher")):
         write_model_card(os.path.join(out, name), model_name=f"{os.path.basename(os.path.abspath(out))}-{name}", method="ARC",
-                         method_summary=f"the {role} scorer of an ARC run.", load_path=os.path.join(out, name), **common)
+                         method_summary=f"the {role} scorer of an ARC run.", load_path=sub_model_location(out, name, args), **common)

@@ -11,7 +11,7 @@ import torch
 from transformers import Trainer
 
 from ..utils.checkpoints import find_resumable_checkpoint, mark_complete
-from ..utils.distributed import repair_deepspeed_cpu_state
+from ..utils.distributed import fill_deepspeed_hidden_size_keys, repair_deepspeed_cpu_state
 
 
 class HfVcrTrainer(Trainer):
@@ -28,6 +28,7 @@ class HfVcrTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         repair_deepspeed_cpu_state()
         super().__init__(*args, **kwargs)
+        fill_deepspeed_hidden_size_keys(self.args, self.model)
         self._component_logs: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     # ---------------------------------------------------------------- logging
@@ -105,3 +106,12 @@ class HfVcrTrainer(Trainer):
         if checkpoint is not None and self.is_world_process_zero():
             print(f"hf_vcr: resuming from {checkpoint}", flush=True)
         return self.train(resume_from_checkpoint=checkpoint, **kwargs)
+
+
+def sub_model_location(output_dir: str, name: str, args) -> str:
+    """Where a card tells users to load sub-model ``name`` (f_A, f_R, ...) from: its Hub repository
+    ``<hub_model_id>-<name>`` when the run pushes, else its local directory."""
+    if getattr(args, "push_to_hub", False) and getattr(args, "hub_model_id", None):
+        return f"{args.hub_model_id}-{name.lower()}"
+    return os.path.join(output_dir, name)
+

@@ -14,6 +14,19 @@ from .base import HfVcrTrainer
 
 
 class CriticTrainer(HfVcrTrainer):
+    def evaluation_loop(self, *args, **kwargs):
+        # The script scores the initial critic before training. transformers builds an inference engine
+        # only for ZeRO-3 and refuses ZeRO-1/2 before the training engine exists: evaluate the plain model.
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+        if not (self.is_deepspeed_enabled and self.deepspeed is None and not is_deepspeed_zero3_enabled()):
+            return super().evaluation_loop(*args, **kwargs)
+        self.is_deepspeed_enabled = False
+        try:
+            return super().evaluation_loop(*args, **kwargs)
+        finally:
+            self.is_deepspeed_enabled = True
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         inputs.pop("example_ids", None)

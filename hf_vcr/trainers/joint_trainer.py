@@ -35,7 +35,7 @@ from ..losses.multiple_choice import multiple_choice_loss
 from ..models.joint_coupling import AnswerConditionedRationaleScorer, all_answers_weights, one_hot_weights
 from ..utils.checkpoints import atomic_write_json, save_pretrained_atomic
 from .arc_trainer import coupled_metrics
-from .base import HfVcrTrainer
+from .base import HfVcrTrainer, sub_model_location
 from .coupling_data import MultiViewCollator, merge_views, view_inputs
 from .joint_config import JointConfig
 
@@ -228,7 +228,7 @@ def write_joint_outputs(out: str, model: JointCouplingModel, tokenizer, metrics:
     summary = (f"Q→A (f_A) and QA→R (f_R) trained end to end with '{args.coupling}' coupling: f_R reads the question "
                "followed by the (weighted, sampled or predicted) answer rather than the right one.")
     write_model_card(out, model_name=os.path.basename(os.path.abspath(out)), method="Joint Q→AR coupling", method_summary=summary,
-                     sub_models={"f_A (Q→A)": os.path.join(out, "f_A"), "f_R (answer-conditioned QA→R)": os.path.join(out, "f_R")}, load_path=os.path.join(out, "f_A"), **common)
+                     sub_models={"f_A (Q→A)": os.path.join(out, "f_A"), "f_R (answer-conditioned QA→R)": os.path.join(out, "f_R")}, load_path=sub_model_location(out, "f_A", args), **common)
     for name in ("f_A", "f_R"):
         write_model_card(os.path.join(out, name), model_name=f"{os.path.basename(os.path.abspath(out))}-{name}",
-                         method="Joint Q→AR coupling", method_summary=summary, load_path=os.path.join(out, name), **common)
+                         method="Joint Q→AR coupling", method_summary=summary, load_path=sub_model_location(out, name, args), **common)

@@ -116,11 +116,11 @@ class SortTrainer(HfVcrTrainer):
                 out = model(**model_inputs)
                 scores, valid = ground_truth_scores(out.logits, labels)
                 g = gradcam_vectors(scores, cap.output, create_graph=False, retain_graph=False)
-            sims = reasoning_similarities(g.detach(), roles, item_index, self.args.cosine_eps).cpu().numpy()
+            sims = reasoning_similarities(g.detach(), roles, item_index, self.args.cosine_eps).float().cpu().numpy()
             pred = out.logits.detach().argmax(-1)
             pred_score = labels.gather(-1, pred.unsqueeze(-1)).squeeze(-1)
             correct = ((pred_score >= labels.max(-1).values) & (labels.max(-1).values > 0)).cpu().numpy()
-            soft = pred_score.cpu().numpy()
+            soft = pred_score.float().cpu().numpy()
             roles_np, items_np = roles.cpu().numpy(), item_index.cpu().numpy()
             for b in range(int(items_np.max()) + 1):
                 sel = items_np == b

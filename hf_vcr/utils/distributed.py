@@ -43,3 +43,61 @@ def default_to_cpu(deepspeed_requested: bool) -> bool:
     import torch
 
     return not deepspeed_requested and not torch.cuda.is_available()
+
+
+def fill_deepspeed_hidden_size_keys(args, model) -> None:
+    """Fill DeepSpeed's hidden-size-based ``"auto"`` entries for composite models without a top-level config.
+
+    transformers derives ``reduce_bucket_size`` (h²), ``stage3_prefetch_bucket_size`` (0.9 h²) and
+    ``stage3_param_persistence_threshold`` (10 h) from ``model.config.hidden_size`` and refuses to
+    start when the model has no config (ARC's f_A + f_R, the joint coupling model, ...). Here h is
+    the largest ``hidden_size`` among the sub-models' configs, the same rule transformers applies
+    to one model. A no-op without DeepSpeed or when the model has a top-level config.
+    """
+    ds = getattr(args, "hf_deepspeed_config", None)
+    if ds is None or model is None or getattr(model, "config", None) is not None:
+        return
+    sizes = []
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        for c in (config, getattr(config, "text_config", None)):
+            h = getattr(c, "hidden_size", None)
+            if isinstance(h, int):
+                sizes.append(h)
+    if not sizes:
+        return
+    h = max(sizes)
+    ds.fill_only("zero_optimization.reduce_bucket_size", h * h)
+    if ds.is_zero3():
+        ds.fill_only("zero_optimization.stage3_prefetch_bucket_size", int(0.9 * h * h))
+        ds.fill_only("zero_optimization.stage3_param_persistence_threshold", 10 * h)
+
+
+def gathered_parameters(model):
+    """Under ZeRO-3, ``model``'s partitioned parameters gathered whole for the duration of the context (a
+    collective: enter it on every rank, e.g. around rank 0's evaluation and ``save_pretrained``); a no-op
+    context otherwise."""
+    import contextlib
+
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if model is None or not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+
+
+def gather_whole_model_after_training(trainer) -> None:
+    """After ``trainer.train()`` under ZeRO-3, make the model's parameters whole for good on every rank (a
+    collective): the engine's parameter hooks are removed (they would re-partition the weights after each
+    sub-module's forward and all-gather them again, which hangs when only rank 0 evaluates) and the
+    parameters stay gathered. Call on every rank before rank-0-only evaluation or saving; a no-op otherwise."""
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return
+    engine = getattr(trainer, "model_wrapped", None)
+    if engine is not None and hasattr(engine, "destroy"):
+        engine.destroy()
+    gathered_parameters(trainer.accelerator.unwrap_model(trainer.model)).__enter__()
