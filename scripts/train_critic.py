@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 from accelerate import PartialState  # noqa: E402
-from datasets import Dataset  # noqa: E402
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil  # noqa: E402
 
 import hf_vcr  # noqa: E402,F401

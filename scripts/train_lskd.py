@@ -22,14 +22,13 @@ from dataclasses import asdict, dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from accelerate import PartialState  # noqa: E402
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil  # noqa: E402
 
 import hf_vcr  # noqa: E402,F401
 from hf_vcr.data.lskd import LskdCollator, LskdGenerativeCollator, load_lskd  # noqa: E402
-from hf_vcr.data.regions import localize, refs_to_text  # noqa: E402
+from hf_vcr.data.regions import refs_to_text  # noqa: E402
 from hf_vcr.models.configuration_lskd import tiny_generative_config, tiny_student_config  # noqa: E402
 from hf_vcr.models.modeling_lskd import LskdStudentModel, apply_qformer_lora, merge_lora, trainable_parameter_summary  # noqa: E402
 from hf_vcr.trainers.lskd_config import QFormerDistillConfig  # noqa: E402

@@ -27,7 +27,6 @@ from hf_vcr.trainers.vcr_trainer import VcrTrainer, evaluate_q2ar, multiple_choi
 from hf_vcr.utils.checkpoints import atomic_write_json  # noqa: E402
 from hf_vcr.utils.config_parsing import parse_config  # noqa: E402
 
-import numpy as np  # noqa: E402
 from scipy.special import softmax  # noqa: E402
 from transformers import set_seed  # noqa: E402
 

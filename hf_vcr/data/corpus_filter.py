@@ -53,7 +53,6 @@ class CriticScorer:
     """Loads a saved critic (+ its tokenizer and image processor) and scores records: P(accept)."""
 
     def __init__(self, critic_dir: str, images_dir: str | None, with_rationale: bool = True, max_length: int = 128, device: str | None = None):
-        from PIL import Image  # noqa: F401
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
         import hf_vcr  # noqa: F401  (registers the critic with AutoModel)

@@ -85,7 +85,7 @@ def make_synthetic_introspect(
     concepts = list(CONCEPTS)[:n_concepts]
     introspect, questions, annotations = {}, [], []
     ids, feats, boxes = [], [], []
-    cols, rows_ = 3, (num_regions + 2) // 3
+    cols = 3
     for n in range(n_items):
         image_id = image_id_offset + n
         concept = concepts[rng.integers(len(concepts))]

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.lskd import lskd_text, record_regions
-from ..data.references import split_tokens
-from ..data.regions import draw_regions, draw_vcr_item, localize, refs_to_text
+from ..data.lskd import lskd_text
+from ..data.regions import draw_vcr_item, localize, refs_to_text
 
 
 class ItmScorer:

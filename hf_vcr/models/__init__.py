@@ -11,4 +11,8 @@ from .modeling_videoqa import VideoQaConfig, VideoQaForClassification, VideoQaFo
 from .modeling_lskd import LskdCriticModel, LskdStudentModel  # noqa: F401  (LSKD)
 from .adapters import VisualBertForVcr, visualbert_vcr_config  # noqa: F401  (ARC / joint coupling)
 
-__all__ = ["VcrConfig", "VcrModel", "VcrForMultipleChoice"]
+__all__ = [
+    "VcrConfig", "VcrModel", "VcrForMultipleChoice", "VqaConfig", "VqaForClassification", "VideoQaConfig",
+    "VideoQaModel", "VideoQaForMultipleChoice", "VideoQaForClassification", "LskdStudentModel", "LskdCriticModel",
+    "VisualBertForVcr", "visualbert_vcr_config",
+]

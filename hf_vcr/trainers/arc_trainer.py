@@ -28,7 +28,7 @@ from ..utils.checkpoints import atomic_directory, atomic_write_json, save_pretra
 from ..utils.distributed import gathered_parameters
 from .arc_config import ArcConfig
 from .base import HfVcrTrainer, sub_model_location
-from .coupling_data import MultiViewCollator, merge_views, view_inputs
+from .coupling_data import MultiViewCollator, finish_coupled_run, merge_views, save_sub_models, view_inputs
 from .vcr_trainer import VcrTrainer, multiple_choice_accuracy
 
 DONE = "training_complete"
@@ -331,11 +331,7 @@ def run_arc(
     trainer.train_resuming()
     metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
     metrics["qr2a"] = stage1_metrics.get("qr2a")
-    with gathered_parameters(trainer.model):
-        if trainer.is_world_process_zero():
-            write_arc_outputs(out, trainer.accelerator.unwrap_model(trainer.model), tokenizer, metrics, args)
-            atomic_write_json(done, metrics)
-    trainer.accelerator.wait_for_everyone()
+    finish_coupled_run(trainer, out, done, metrics, write_arc_outputs, tokenizer, args)
     return metrics
 
 
@@ -345,10 +341,7 @@ def write_arc_outputs(out: str, model: ArcModel, tokenizer, metrics: dict, args:
 
     from ..model_card import write_model_card
 
-    for name, sub in (("f_A", model.answer_model), ("f_R", model.rationale_model)):
-        path = os.path.join(out, name)
-        save_pretrained_atomic(sub, path)
-        tokenizer.save_pretrained(path)
+    save_sub_models(out, model, tokenizer)
     common = dict(
         paper_title="Joint Answering and Explanation for Visual Commonsense Reasoning (ARC)",
         paper_url="https://github.com/SDLZY/ARC",

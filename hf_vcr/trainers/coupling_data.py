@@ -11,6 +11,7 @@ item once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
@@ -236,3 +237,27 @@ def load_scorer(path: str):
     from ..models import VcrForMultipleChoice
 
     return VcrForMultipleChoice.from_pretrained(path)
+
+
+def finish_coupled_run(trainer, out: str, done: str, metrics: dict, write_outputs, tokenizer, args) -> None:
+    """Save f_A / f_R (+ cards) with ``write_outputs(out, model, tokenizer, metrics, args)`` on the main process and
+    mark the run done. Under ZeRO-3 the partitioned weights are gathered on every rank first."""
+    from ..utils.checkpoints import atomic_write_json
+    from ..utils.distributed import gathered_parameters
+
+    with gathered_parameters(trainer.model):
+        if trainer.is_world_process_zero():
+            write_outputs(out, trainer.accelerator.unwrap_model(trainer.model), tokenizer, metrics, args)
+            atomic_write_json(done, metrics)
+    trainer.accelerator.wait_for_everyone()
+
+
+def save_sub_models(out: str, model, tokenizer) -> None:
+    """f_A and f_R of a coupled model, each a ``from_pretrained``-loadable directory with the tokenizer."""
+    from ..utils.checkpoints import save_pretrained_atomic
+
+    for name, sub in (("f_A", model.answer_model), ("f_R", model.rationale_model)):
+        path = os.path.join(out, name)
+        save_pretrained_atomic(sub, path)
+        tokenizer.save_pretrained(path)
+

@@ -33,10 +33,9 @@ from ..losses.joint import (
 )
 from ..losses.multiple_choice import multiple_choice_loss
 from ..models.joint_coupling import AnswerConditionedRationaleScorer, all_answers_weights, one_hot_weights
-from ..utils.checkpoints import atomic_write_json, save_pretrained_atomic
 from .arc_trainer import coupled_metrics
 from .base import HfVcrTrainer, sub_model_location
-from .coupling_data import MultiViewCollator, merge_views, view_inputs
+from .coupling_data import MultiViewCollator, finish_coupled_run, merge_views, save_sub_models, view_inputs
 from .joint_config import JointConfig
 
 DONE = "training_complete"
@@ -200,20 +199,14 @@ def run_joint(
     )
     trainer.train_resuming()
     metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
-    if trainer.is_world_process_zero():
-        write_joint_outputs(out, trainer.accelerator.unwrap_model(trainer.model), tokenizer, metrics, args)
-        atomic_write_json(done, metrics)
-    trainer.accelerator.wait_for_everyone()
+    finish_coupled_run(trainer, out, done, metrics, write_joint_outputs, tokenizer, args)
     return metrics
 
 
 def write_joint_outputs(out: str, model: JointCouplingModel, tokenizer, metrics: dict, args: JointConfig) -> None:
     from ..model_card import write_model_card
 
-    for name, sub in (("f_A", model.answer_model), ("f_R", model.rationale_model)):
-        path = os.path.join(out, name)
-        save_pretrained_atomic(sub, path)
-        tokenizer.save_pretrained(path)
+    save_sub_models(out, model, tokenizer)
     common = dict(
         paper_title="Enforcing Reasoning in Visual Commonsense Reasoning",
         architecture=type(model.answer_model).__name__,
