@@ -305,4 +305,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    from hf_vcr.utils.distributed import end_distributed
+
     main()
+    end_distributed()

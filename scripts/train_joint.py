@@ -51,4 +51,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from hf_vcr.utils.distributed import end_distributed
+
     main()
+    end_distributed()

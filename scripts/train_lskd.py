@@ -275,4 +275,7 @@ def write_card(path, model_args, data_args, args, results) -> None:
 
 
 if __name__ == "__main__":
+    from hf_vcr.utils.distributed import end_distributed
+
     main()
+    end_distributed()

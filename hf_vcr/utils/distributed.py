@@ -101,3 +101,11 @@ def gather_whole_model_after_training(trainer) -> None:
     if engine is not None and hasattr(engine, "destroy"):
         engine.destroy()
     gathered_parameters(trainer.accelerator.unwrap_model(trainer.model)).__enter__()
+
+
+def end_distributed() -> None:
+    """Close the process group at the end of a run (after a barrier), so gloo's threads are joined before the
+    interpreter exits instead of aborting the process ("terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

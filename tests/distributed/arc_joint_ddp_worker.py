@@ -113,3 +113,6 @@ def run(data_dir: str, out_dir: str, batch: int) -> dict[str, str]:
 
 if __name__ == "__main__":
     run(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    from hf_vcr.utils.distributed import end_distributed
+
+    end_distributed()

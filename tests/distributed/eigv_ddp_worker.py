@@ -45,3 +45,6 @@ if __name__ == "__main__":
     data_dir, out_dir, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
     for objective in sys.argv[4:]:
         run(data_dir, out_dir, batch, objective, deepspeed=os.environ.get("EIGV_TEST_DEEPSPEED") or None)
+    from hf_vcr.utils.distributed import end_distributed
+
+    end_distributed()
