@@ -31,7 +31,7 @@ DEFAULT_IGNORE_PATTERNS = (".tmp-*", "*/.tmp-*", "*.lock", ".cache/*", "checkpoi
 _CONFIG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 __all__ = [
-    "HubPushError", "push_checkpoint", "push_dataset", "render_dataset_card", "DATASET_CARD_TEMPLATE",
+    "HubPushError", "push_checkpoint", "push_trained_model", "run_repo_id", "push_dataset", "render_dataset_card", "DATASET_CARD_TEMPLATE",
     "push_checkpoint_cli", "push_dataset_cli",
 ]
 
@@ -187,6 +187,26 @@ def push_checkpoint(
         )
     except Exception as exc:  # noqa: BLE001
         raise _wrap(exc, step="upload", repo_id=repo_id, repo_type="model", what=what) from exc
+
+
+def run_repo_id(args, sub_model: str | None = None) -> str:
+    """The Hub repository of a training run: ``hub_model_id`` (else the output directory's name), with
+    ``-<sub_model>`` appended for one of several models of a run (ARC's ``f_a``, ``f_r``, ``f_c``)."""
+    repo = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
+    return f"{repo}-{sub_model.lower()}" if sub_model else repo
+
+
+def push_trained_model(args, local_dir: str | os.PathLike, sub_model: str | None = None, commit_message: str | None = None):
+    """Push a run's saved model (with its card) to :func:`run_repo_id`, using the run's ``TrainingArguments``
+    (``hub_token``, ``hub_private_repo``, ``hub_revision``). Raises :class:`HubPushError` on failure."""
+    return push_checkpoint(
+        local_dir,
+        run_repo_id(args, sub_model),
+        commit_message=commit_message or "Upload checkpoint with hf_vcr",
+        token=args.hub_token,
+        private=bool(args.hub_private_repo),
+        revision=getattr(args, "hub_revision", None),
+    )
 
 
 # --------------------------------------------------------------------------- datasets

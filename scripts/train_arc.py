@@ -42,12 +42,11 @@ def main(argv=None):
         atomic_write_json(os.path.join(args.output_dir, "metrics.json"), {**metrics, "eval_file": eval_path})
         print(json.dumps({k: round(v, 2) for k, v in metrics.items() if k in ("q2a", "qa2r", "q2ar", "qr2a") and v is not None}))
         if args.push_to_hub:  # f_A, f_R and f_C, each with its card, as HUB_MODEL_ID-f_a / -f_r / -f_c
-            from hf_vcr.hub import push_checkpoint
+            from hf_vcr.hub import push_trained_model
 
-            repo = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
             for name in ("f_A", "f_R", "f_C"):
-                push_checkpoint(os.path.join(args.output_dir, name), f"{repo}-{name.lower()}", token=args.hub_token,
-                                private=bool(args.hub_private_repo), commit_message=f"ARC {name} trained with hf_vcr")
+                push_trained_model(args, os.path.join(args.output_dir, name), sub_model=name,
+                                   commit_message=f"ARC {name} trained with hf_vcr")
     return metrics
 
 

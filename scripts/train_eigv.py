@@ -297,10 +297,9 @@ def main(argv=None) -> dict:
         atomic_write_json(os.path.join(args.output_dir, "metrics.json"), results)
         print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in results.items()}))
         if args.push_to_hub:  # the final model with its card
-            from hf_vcr.hub import push_checkpoint
+            from hf_vcr.hub import push_trained_model
 
-            push_checkpoint(final, args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)), token=args.hub_token,
-                            private=bool(args.hub_private_repo), commit_message="EIGV model trained with hf_vcr")
+            push_trained_model(args, final, commit_message="EIGV model trained with hf_vcr")
     return results
 
 

@@ -41,12 +41,11 @@ def main(argv=None):
         keys = ("q2a", "qa2r", "q2ar", "qa2r_predicted_answer")
         print(json.dumps({"coupling": args.coupling, **{k: round(metrics[k], 2) for k in keys if metrics.get(k) is not None}}))
         if args.push_to_hub:  # f_A and f_R, each with its card, as HUB_MODEL_ID-f_a / -f_r
-            from hf_vcr.hub import push_checkpoint
+            from hf_vcr.hub import push_trained_model
 
-            repo = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
             for name in ("f_A", "f_R"):
-                push_checkpoint(os.path.join(args.output_dir, name), f"{repo}-{name.lower()}", token=args.hub_token,
-                                private=bool(args.hub_private_repo), commit_message=f"Joint Q→AR {name} trained with hf_vcr")
+                push_trained_model(args, os.path.join(args.output_dir, name), sub_model=name,
+                                   commit_message=f"Joint Q→AR {name} trained with hf_vcr")
     return metrics
 
 

@@ -219,10 +219,9 @@ def main(argv=None) -> dict:
         except Exception as e:  # noqa: BLE001  (a card is a nicety; never lose a trained model over it)
             print(f"warning: model card not written: {e}", file=sys.stderr)
         if args.push_to_hub:  # the final model with its card
-            from hf_vcr.hub import push_checkpoint
+            from hf_vcr.hub import push_trained_model
 
-            push_checkpoint(final, args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)), token=args.hub_token,
-                            private=bool(args.hub_private_repo), commit_message="SOrT model trained with hf_vcr")
+            push_trained_model(args, final, commit_message="SOrT model trained with hf_vcr")
         # NaN (e.g. consistency when no reasoning question is answered right) prints as null
         print(json.dumps({k: (None if v != v else round(v, 4)) if isinstance(v, float) else v for k, v in results.items()}))
     return results

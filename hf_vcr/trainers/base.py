@@ -70,14 +70,13 @@ class HfVcrTrainer(Trainer):
 
         A failure raises :class:`hf_vcr.hub.HubPushError` naming the step; the local files stay as they are.
         """
-        from ..hub import push_checkpoint
+        from ..hub import push_checkpoint, run_repo_id
 
         if not self.is_world_process_zero():
             return None
-        repo_id = self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
         return push_checkpoint(
             self.args.output_dir,
-            repo_id,
+            run_repo_id(self.args),
             commit_message=commit_message or "Upload with hf_vcr",
             token=token or self.args.hub_token,
             private=bool(private if private is not None else self.args.hub_private_repo),
@@ -112,6 +111,8 @@ def sub_model_location(output_dir: str, name: str, args) -> str:
     """Where a card tells users to load sub-model ``name`` (f_A, f_R, ...) from: its Hub repository
     ``<hub_model_id>-<name>`` when the run pushes, else its local directory."""
     if getattr(args, "push_to_hub", False) and getattr(args, "hub_model_id", None):
-        return f"{args.hub_model_id}-{name.lower()}"
+        from ..hub import run_repo_id
+
+        return run_repo_id(args, name)
     return os.path.join(output_dir, name)
 
