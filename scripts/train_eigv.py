@@ -64,7 +64,14 @@ class EigvModelArguments:
     num_attention_heads: int = field(default=8, metadata={"help": "Fusion attention heads."})
     intermediate_size: int = field(default=2048, metadata={"help": "Fusion feed-forward size."})
     dropout: float = field(default=0.1, metadata={"help": "Fusion dropout."})
-    gumbel_tau: float = field(default=1.0, metadata={"help": "Gumbel-softmax temperature of the grounding indicator (eq. 8)."})
+    gumbel_tau: float | None = field(
+        default=None, metadata={"help": "Gumbel-softmax temperature of the grounding indicator (eq. 8); default 1.0, or the saved model's."}
+    )
+    gumbel_logits: str | None = field(
+        default=None,
+        metadata={"help": "How [p_c; p_e] enter eq. 8's Gumbel-softmax: 'probabilities' (as written, and the released code; "
+                  "the default) or 'log_probabilities'; default: the saved model's when warm-starting.", "choices": ["probabilities", "log_probabilities"]},
+    )
 
 
 @dataclass
@@ -160,6 +167,9 @@ def build(model_args: EigvModelArguments, data_args: EigvDataArguments, args: Ei
     model_cls = VideoQaForMultipleChoice if multiple_choice else VideoQaForClassification
     if model_args.model_name_or_path:
         model = model_cls.from_pretrained(model_args.model_name_or_path)
+        for key in ("gumbel_tau", "gumbel_logits"):  # the grounding indicator's sampling may change on a warm start
+            if getattr(model_args, key) is not None:
+                setattr(model.config, key, getattr(model_args, key))
     else:
         if model_args.text_encoder:
             from transformers import AutoConfig
@@ -179,7 +189,8 @@ def build(model_args: EigvModelArguments, data_args: EigvDataArguments, args: Ei
             dropout=model_args.dropout,
             num_choices=5,
             num_answers=len(answer_vocab) if answer_vocab else 1,
-            gumbel_tau=model_args.gumbel_tau,
+            gumbel_tau=1.0 if model_args.gumbel_tau is None else model_args.gumbel_tau,
+            gumbel_logits=model_args.gumbel_logits or "probabilities",
             id2label={i: a for i, a in enumerate(answer_vocab)} if answer_vocab else None,
         )
         torch.manual_seed(args.seed)
@@ -288,6 +299,9 @@ def main(argv=None) -> dict:
                 "num_video_negatives": args.num_video_negatives,
                 "num_question_negatives": args.num_question_negatives,
                 "memory_bank_size": args.memory_bank_size,
+                "erm_warmup_steps": args.erm_warmup_steps,
+                "gumbel_tau": trainer.model.config.gumbel_tau,
+                "gumbel_logits": trainer.model.config.gumbel_logits,
                 "learning_rate": args.learning_rate,
                 "max_steps": args.max_steps,
             },

@@ -23,6 +23,37 @@ import torch
 import torch.nn.functional as F
 
 
+GUMBEL_LOGITS = ("probabilities", "log_probabilities")
+
+
+def indicator_logits(p_causal: torch.Tensor, p_env: torch.Tensor, logits: str = "probabilities", eps: float = 1e-10) -> torch.Tensor:
+    """The Gumbel-softmax logits of eq. 8 for every clip, ``[..., K, 2]`` (column 0 causal, column 1 environment).
+
+    ``"probabilities"`` is eq. 8 as written, ``Gumbel-Softmax([p_c ; p_e])``, and what the released code
+    does (``F.gumbel_softmax`` over the two attention scores): the logits are ``p_c,i`` and ``p_e,i``
+    themselves. Both are softmaxes over the clips, so ``sum_i (p_c,i - p_e,i) = 0``: making one clip
+    more causal makes the others less so, the clips compete for the causal scene and it cannot grow to
+    the whole video. ``"log_probabilities"`` reads the pair as unnormalised probabilities (the textbook
+    Gumbel-softmax input): clip ``i`` is then drawn causal with probability ``p_c,i / (p_c,i + p_e,i)``,
+    which a ``p_e`` peaked on one clip drives to 1 for all the others (docs/eigv.md measures this collapse).
+    """
+    if logits == "probabilities":
+        return torch.stack([p_causal, p_env], dim=-1)
+    if logits == "log_probabilities":
+        return torch.stack([p_causal, p_env], dim=-1).clamp_min(eps).log()
+    raise ValueError(f"gumbel logits must be one of {GUMBEL_LOGITS}, got {logits!r}")
+
+
+def causal_probability(p_causal: torch.Tensor, p_env: torch.Tensor, logits: str = "probabilities") -> torch.Tensor:
+    """Probability with which :func:`gumbel_split` draws each clip into the causal scene, ``[..., K]``.
+
+    The hard Gumbel-softmax picks the argmax of ``l + g`` (the temperature only shapes the soft sample the
+    gradient flows through), i.e. column 0 with probability ``softmax(l)[0] = sigmoid(l0 - l1)``.
+    """
+    lg = indicator_logits(p_causal, p_env, logits)
+    return torch.sigmoid(lg[..., 0] - lg[..., 1])
+
+
 def gumbel_split(
     p_causal: torch.Tensor,
     p_env: torch.Tensor,
@@ -30,26 +61,26 @@ def gumbel_split(
     hard: bool = True,
     stochastic: bool = True,
     gumbel_noise: torch.Tensor | None = None,
+    logits: str = "probabilities",
     eps: float = 1e-10,
 ) -> torch.Tensor:
     """EIGV eq. 8: ``I = Gumbel-Softmax([p_c ; p_e])``, returned as ``[..., K, 2]``.
 
-    ``p_causal`` and ``p_env`` are the clip attention distributions of eq. 6-7 (``[..., K]``).
-    The pair ``(p_c,i, p_e,i)`` of every clip is treated as unnormalised probabilities, i.e.
-    the Gumbel-softmax logits are their logs, so clip ``i`` is drawn causal with probability
-    ``p_c,i / (p_c,i + p_e,i)``. Column 0 (``I0``) marks the causal scene, column 1 (``I1``)
-    the environment. ``hard=True`` gives the straight-through one-hot split (forward is a
-    hard 0/1 mask, gradients flow through the soft sample). With ``stochastic=False`` (evaluation)
-    no noise is added, so the split is the deterministic ``p_c > p_e``.
+    ``p_causal`` and ``p_env`` are the clip attention distributions of eq. 6-7 (``[..., K]``); ``logits``
+    says how they enter the Gumbel-softmax (:func:`indicator_logits`: as written in eq. 8 and in the released
+    code by default). Column 0 (``I0``) marks the causal scene, column 1 (``I1``) the environment.
+    ``hard=True`` gives the straight-through one-hot split (forward is a hard 0/1 mask, gradients flow through
+    the soft sample). With ``stochastic=False`` (evaluation) no noise is added, so the split is the
+    deterministic ``p_c > p_e`` (for either choice of ``logits``).
     ``gumbel_noise`` (``[..., K, 2]``) may be passed to make a draw reproducible (tests).
     """
-    logits = torch.stack([p_causal, p_env], dim=-1).clamp_min(eps).log()
+    lg = indicator_logits(p_causal, p_env, logits, eps)
     if stochastic:
         if gumbel_noise is None:
-            u = torch.rand_like(logits).clamp(eps, 1.0 - eps)
+            u = torch.rand_like(lg).clamp(eps, 1.0 - eps)
             gumbel_noise = -torch.log(-torch.log(u))
-        logits = logits + gumbel_noise
-    soft = F.softmax(logits / tau, dim=-1)
+        lg = lg + gumbel_noise
+    soft = F.softmax(lg / tau, dim=-1)
     if not hard:
         return soft
     index = soft.argmax(dim=-1, keepdim=True)
@@ -210,17 +241,15 @@ def mixed_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduc
     raise ValueError(f"unknown reduction {reduction!r}")
 
 
-def causal_ratio_penalty(p_causal: torch.Tensor, p_env: torch.Tensor, ratio: float, eps: float = 1e-10) -> torch.Tensor:
+def causal_ratio_penalty(causal_prob: torch.Tensor, ratio: float) -> torch.Tensor:
     """Optional grounding prior, NOT part of EIGV's paper: ``mean_b (mean_i P(clip i causal) - ratio)^2``.
 
-    ``P(clip i causal) = p_c,i / (p_c,i + p_e,i)`` is the probability with which :func:`gumbel_split` draws
-    clip ``i`` into the causal scene. Nothing in eq. 18-20 keeps the causal scene from growing to the
-    whole video (the positive view is closest to the anchor when the environment is empty), so this
-    penalty, in the spirit of the causal-ratio ``r`` of the same group's invariant-rationale work,
-    lets the causal scene keep about ``ratio`` of the clips. Off by default (weight 0).
+    ``causal_prob`` (``[B, K]``) is the probability with which :func:`gumbel_split` draws each clip into the
+    causal scene (:func:`causal_probability`). With ``log_probabilities`` logits nothing in eq. 18-20 keeps the
+    causal scene from growing to the whole video, so this penalty, in the spirit of the causal-ratio ``r`` of
+    the same group's invariant-rationale work, lets it keep about ``ratio`` of the clips. Off by default.
     """
-    prob = p_causal / (p_causal + p_env).clamp_min(eps)
-    return ((prob.mean(dim=-1) - ratio) ** 2).mean()
+    return ((causal_prob.mean(dim=-1) - ratio) ** 2).mean()
 
 
 def eigv_total_loss(erm_loss: torch.Tensor, contrastive_loss: torch.Tensor, beta: float = 0.75) -> torch.Tensor:
@@ -229,6 +258,9 @@ def eigv_total_loss(erm_loss: torch.Tensor, contrastive_loss: torch.Tensor, beta
 
 
 __all__ = [
+    "GUMBEL_LOGITS",
+    "indicator_logits",
+    "causal_probability",
     "gumbel_split",
     "split_scene",
     "mix",

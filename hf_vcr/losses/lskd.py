@@ -200,15 +200,33 @@ def itg_attention_mask(query_length: int, text_attention_mask: torch.Tensor, dty
     return mask.masked_fill(~allowed[:, None], torch.finfo(dtype).min)
 
 
-def itg_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, label_smoothing: float = 0.1) -> torch.Tensor:
+def itg_target_count(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Number of tokens :func:`itg_loss` predicts (every non-padding token after the decoder-start token)."""
+    return (attention_mask[:, 1:] != 0).sum()
+
+
+def itg_loss(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    label_smoothing: float = 0.1,
+    num_targets: torch.Tensor | float | None = None,
+) -> torch.Tensor:
     """Image-grounded text generation loss (BLIP-2 sec. 3.2, "ITG").
 
     ``input_ids[:, 0]`` is the decoder-start token; token ``t+1`` is predicted from the
     output at ``t``; padding is ignored: ``L = mean_t CE(logits[:, t], input_ids[:, t+1])``.
+    ``num_targets`` replaces the local token count as the mean's denominator: with the token count of the
+    whole batch over all processes (times the number of processes, which DDP divides by again) the N
+    per-process losses average to the mean over every token, as one process on the whole batch computes;
+    a per-process mean would weight the tokens of a process with short texts more.
     """
     shifted = logits[:, :-1].reshape(-1, logits.shape[-1])
     targets = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100).reshape(-1)
-    return F.cross_entropy(shifted.float(), targets, ignore_index=-100, label_smoothing=label_smoothing)
+    if num_targets is None:
+        return F.cross_entropy(shifted.float(), targets, ignore_index=-100, label_smoothing=label_smoothing)
+    total = F.cross_entropy(shifted.float(), targets, ignore_index=-100, label_smoothing=label_smoothing, reduction="sum")
+    return total / num_targets
 
 
 # -------------------------------------------------------------------------- critic

@@ -6,6 +6,8 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
+from ..losses.eigv import GUMBEL_LOGITS
+
 TINY_TEXT_CONFIG = {
     "model_type": "bert",
     "vocab_size": 128,
@@ -51,6 +53,8 @@ class VideoQaConfig(PretrainedConfig):
         num_answers: size of the answer vocabulary for open-ended classification (``id2label`` names them).
         grounding_size: width of FC1..FC4 in eq. 6-7.
         gumbel_tau: Gumbel-softmax temperature of eq. 8.
+        gumbel_logits: how ``[p_c; p_e]`` enter the Gumbel-softmax of eq. 8: ``"probabilities"`` (as written,
+            and the released code) or ``"log_probabilities"`` (see ``hf_vcr.losses.eigv.indicator_logits``).
     """
 
     model_type = "hf_vcr_videoqa"
@@ -69,6 +73,7 @@ class VideoQaConfig(PretrainedConfig):
         num_answers: int = 1000,
         grounding_size: int | None = None,
         gumbel_tau: float = 1.0,
+        gumbel_logits: str = "probabilities",
         initializer_range: float = 0.02,
         **kwargs,
     ):
@@ -84,6 +89,9 @@ class VideoQaConfig(PretrainedConfig):
         self.num_answers = num_answers
         self.grounding_size = grounding_size or hidden_size
         self.gumbel_tau = gumbel_tau
+        if gumbel_logits not in GUMBEL_LOGITS:
+            raise ValueError(f"gumbel_logits must be one of {GUMBEL_LOGITS}, got {gumbel_logits!r}")
+        self.gumbel_logits = gumbel_logits
         self.initializer_range = initializer_range
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")

@@ -34,7 +34,7 @@ from transformers import (
 )
 from transformers.utils import ModelOutput
 
-from ..losses.eigv import gumbel_split
+from ..losses.eigv import causal_probability, gumbel_split
 from .configuration_videoqa import VideoQaConfig
 
 
@@ -46,7 +46,8 @@ class VideoQaOutput(ModelOutput):
     logits: ``[B, C]`` (multiple choice) or ``[B, num_answers]``.
     pooled_output: the fused answer representation, ``[B, C, d]`` or ``[B, d]``.
     causal_mask: ``[B, K]`` 0/1, clips grounded as the causal scene (deterministic at eval).
-    causal_probs: ``[B, K]``, ``p_c / (p_c + p_e)``: how strongly each clip is causal.
+    causal_probs: ``[B, K]``, the probability with which training draws each clip into the causal scene
+        (``hf_vcr.losses.eigv.causal_probability``): how strongly each clip is causal.
     """
 
     loss: torch.Tensor | None = None
@@ -76,9 +77,9 @@ class GroundingIndicator(nn.Module):
         p_e = torch.softmax(torch.einsum("bkh,bh->bk", self.fc3(v), self.fc4(q)) * self.scale, dim=-1)
         return p_c, p_e
 
-    def forward(self, v: torch.Tensor, q: torch.Tensor, tau: float = 1.0, stochastic: bool = True):
+    def forward(self, v: torch.Tensor, q: torch.Tensor, tau: float = 1.0, stochastic: bool = True, logits: str = "probabilities"):
         p_c, p_e = self.probabilities(v, q)
-        indicator = gumbel_split(p_c, p_e, tau=tau, hard=True, stochastic=stochastic)
+        indicator = gumbel_split(p_c, p_e, tau=tau, hard=True, stochastic=stochastic, logits=logits)
         return indicator, p_c, p_e
 
 
@@ -170,7 +171,7 @@ class VideoQaModel(VideoQaPreTrainedModel):
     def ground(self, v: torch.Tensor, q_vec: torch.Tensor, stochastic: bool | None = None):
         """EIGV eq. 6-8 -> ``(indicator [B, K, 2], p_c, p_e)``; stochastic (Gumbel noise) only in training by default."""
         stochastic = self.training if stochastic is None else stochastic
-        return self.grounding(v, q_vec, tau=self.config.gumbel_tau, stochastic=stochastic)
+        return self.grounding(v, q_vec, tau=self.config.gumbel_tau, stochastic=stochastic, logits=self.config.gumbel_logits)
 
     # -------------------------------------------------------------------- fusion
     def fuse(self, v: torch.Tensor, q_tokens: torch.Tensor, q_mask: torch.Tensor) -> torch.Tensor:
@@ -194,10 +195,10 @@ class VideoQaModel(VideoQaPreTrainedModel):
         return pooled.reshape(*lead, pooled.shape[-1])
 
     def causal_outputs(self, v, q_vec):
-        """Deterministic grounding for inference: ``(mask [B, K], p_c / (p_c + p_e))``."""
+        """Deterministic grounding for inference: ``(mask [B, K], probability of being drawn causal [B, K])``."""
         with torch.no_grad():
             p_c, p_e = self.grounding.probabilities(v, q_vec)
-            probs = p_c / (p_c + p_e).clamp_min(1e-12)
+            probs = causal_probability(p_c, p_e, self.config.gumbel_logits)
             return (p_c > p_e).long(), probs
 
 

@@ -25,7 +25,7 @@ from ..losses.arc import arc_objective, kd_answer_loss, kd_rationale_loss, kd_ra
 from ..losses.multiple_choice import multiple_choice_loss
 from ..metrics.vcr import accuracies_from_scores
 from ..utils.checkpoints import atomic_directory, atomic_write_json, save_pretrained_atomic
-from ..utils.distributed import gathered_parameters
+from ..utils.distributed import gathered_parameters, prepare_frozen_model
 from .arc_config import ArcConfig
 from .base import HfVcrTrainer, sub_model_location
 from .coupling_data import MultiViewCollator, finish_coupled_run, merge_views, save_sub_models, view_inputs
@@ -100,9 +100,7 @@ class ArcTrainer(HfVcrTrainer):
         super().__init__(*args, **kwargs)
         self.teacher_model = None
         if teacher_model is not None:
-            teacher_model.eval()
-            teacher_model.requires_grad_(False)
-            self.teacher_model = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
+            self.teacher_model = prepare_frozen_model(self.accelerator, teacher_model)
 
     def teacher_outputs(self, inputs) -> tuple[torch.Tensor, torch.Tensor]:
         if "teacher_logits" in inputs:

@@ -99,6 +99,21 @@ class HfVcrTrainer(Trainer):
             run_dir = self._get_output_dir(trial=trial)
             mark_complete(os.path.join(run_dir, f"checkpoint-{self.state.global_step}"))
 
+    def train(self, *args: Any, **kwargs: Any):
+        self._forget_evaluation_only_preparation()
+        return super().train(*args, **kwargs)
+
+    def _forget_evaluation_only_preparation(self) -> None:
+        """``evaluate()`` before ``train()`` registers the bare model with ``accelerator.prepare_model(evaluation_mode=True)``,
+        which marks it ``_is_accelerate_prepared``; accelerate then refuses to prepare it again, so training under
+        ``accelerate launch --multi_gpu`` would run without DDP, every process stepping on its own gradients
+        (tests/distributed/test_multi_gpu_scripts.py caught it in the critic script, which scores the initial model).
+        Undo the mark while the model is still unwrapped; DeepSpeed builds its engine through its own path."""
+        model = self.model
+        if self.model_wrapped is model and getattr(model, "_is_accelerate_prepared", False) and not self.is_deepspeed_enabled:
+            model._is_accelerate_prepared = False
+            self.accelerator._models = [m for m in self.accelerator._models if m is not model]
+
     def train_resuming(self, **kwargs: Any):
         """``train()`` that resumes from the newest complete checkpoint in ``output_dir``, if any."""
         checkpoint = find_resumable_checkpoint(self.args.output_dir, remove_incomplete=self.is_world_process_zero())

@@ -38,6 +38,12 @@ class EigvConfig(TrainingArguments):
     contrastive_normalize: bool = field(
         default=False, metadata={"help": "Use cosine instead of the raw dot product in eq. 18 (the released code does, with temperature 0.1)."}
     )
+    erm_warmup_steps: int = field(
+        default=0,
+        metadata={"help": "Train the first N steps with plain ERM, then with the EIGV objective (0 = EIGV from the first step). "
+                  "The same as starting EIGV from an ERM checkpoint (--model_name_or_path): the intervener and the "
+                  "disruptor only carry signal once the backbone answers from the clips (docs/eigv.md)."},
+    )
     causal_ratio_weight: float = field(
         default=0.0,
         metadata={"help": "Weight of an optional prior (not in the paper) pulling the fraction of causal clips towards "
@@ -55,6 +61,8 @@ class EigvConfig(TrainingArguments):
             raise ValueError(f"mix_alpha must be > 0, got {self.mix_alpha}")
         if self.num_video_negatives < 0 or self.num_question_negatives < 0:
             raise ValueError("the numbers of negatives must be >= 0")
+        if self.erm_warmup_steps < 0:
+            raise ValueError(f"erm_warmup_steps must be >= 0, got {self.erm_warmup_steps}")
         if self.memory_bank_size < 1:
             raise ValueError(f"memory_bank_size must be >= 1, got {self.memory_bank_size}")
         if not 0.0 < self.causal_ratio < 1.0 or self.causal_ratio_weight < 0:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from ..losses.eigv import (
+    causal_probability,
     causal_ratio_penalty,
     disrupt,
     eigv_total_loss,
@@ -177,7 +178,9 @@ def eigv_views_step(model, inputs: dict[str, torch.Tensor], args: EigvConfig, ba
         cl = reps.sum() * 0.0
     loss = eigv_total_loss(erm, cl, args.eigv_beta)  # eq. 20
     if args.causal_ratio_weight > 0:  # optional prior, not in the paper
-        loss = loss + args.causal_ratio_weight * causal_ratio_penalty(p_causal, p_env, args.causal_ratio)
+        loss = loss + args.causal_ratio_weight * causal_ratio_penalty(
+            causal_probability(p_causal, p_env, model.config.gumbel_logits), args.causal_ratio
+        )
     return {
         "loss": loss,
         "erm_loss": erm.detach(),
@@ -204,7 +207,7 @@ class EigvTrainer(HfVcrTrainer):
         return eigv_views_step(model, inputs, self.args, self.memory_bank)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training and self.args.objective == "eigv":
+        if model.training and self.args.objective == "eigv" and self.state.global_step >= self.args.erm_warmup_steps:
             # runs inside the (possibly DDP/DeepSpeed-wrapped) forward, see VideoQa*.forward(compute_fn=...)
             out = model(**inputs, compute_fn=self._eigv_compute)
             self.record(erm_loss=out["erm_loss"], contrastive_loss=out["contrastive_loss"], causal_fraction=out["causal_fraction"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses.lskd import itc_loss, itg_loss, itm_loss
+from ..losses.lskd import itc_loss, itg_loss, itg_target_count, itm_loss
 from .base import HfVcrTrainer
 
 
@@ -47,6 +47,15 @@ class QFormerDistillTrainer(HfVcrTrainer):
                 self._vision_cache[ids[i]] = fresh[j].detach()
         return torch.stack([self._vision_cache[e] for e in ids]).to(pixel_values.device)
 
+    def _global_token_count(self, input_ids, attention_mask) -> torch.Tensor:
+        """ITG's denominator: the predicted tokens of the whole batch over all processes, times the number of
+        processes (DDP and DeepSpeed average the processes' gradients), so N processes equal one."""
+        count = itg_target_count(input_ids, attention_mask).detach().float()
+        n = self.accelerator.num_processes
+        if n > 1:
+            count = self.accelerator.reduce(count, reduction="sum")
+        return count.clamp_min(1.0) / n
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         example_ids = inputs.pop("example_ids", None)
@@ -77,7 +86,10 @@ class QFormerDistillTrainer(HfVcrTrainer):
             with torch.no_grad():
                 parts["itm_accuracy"] = (out.itm_logits.argmax(-1) == out.itm_labels).float().mean()
         if args.itg_weight > 0:
-            parts["loss_itg"] = itg_loss(out.itg_logits, out.decoder_input_ids, out.decoder_attention_mask, label_smoothing=args.itg_label_smoothing)
+            parts["loss_itg"] = itg_loss(
+                out.itg_logits, out.decoder_input_ids, out.decoder_attention_mask, label_smoothing=args.itg_label_smoothing,
+                num_targets=self._global_token_count(out.decoder_input_ids, out.decoder_attention_mask),
+            )
             loss = loss + args.itg_weight * parts["loss_itg"]
         self.record(**parts, temperature=out.temperature)
         return (loss, out) if return_outputs else loss

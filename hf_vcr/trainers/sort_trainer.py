@@ -122,10 +122,11 @@ class SortTrainer(HfVcrTrainer):
             correct = ((pred_score >= labels.max(-1).values) & (labels.max(-1).values > 0)).cpu().numpy()
             soft = pred_score.float().cpu().numpy()
             roles_np, items_np = roles.cpu().numpy(), item_index.cpu().numpy()
+            batch_records = []
             for b in range(int(items_np.max()) + 1):
                 sel = items_np == b
                 r, s, i = (sel & (roles_np == role) for role in (ROLE_REASONING, ROLE_SUB, ROLE_IRRELEVANT))
-                records.append(
+                batch_records.append(
                     {
                         "scores": [float(x) for x in np.concatenate([sims[s], sims[i]])],
                         "relevant": [1] * int(s.sum()) + [0] * int(i.sum()),
@@ -134,8 +135,10 @@ class SortTrainer(HfVcrTrainer):
                         "vqa_scores": [float(x) for x in soft[sel]],
                     }
                 )
+            # per batch: accelerate drops the padded duplicates only while the last batch is current
+            records.extend(self.accelerator.gather_for_metrics(batch_records, use_gather_object=True))
         model.train(was_training)
-        return self.accelerator.gather_for_metrics(records, use_gather_object=True)
+        return records
 
     @staticmethod
     def sort_metrics(records: list[dict]) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch.distributed as dist
@@ -45,6 +46,55 @@ def default_to_cpu(deepspeed_requested: bool) -> bool:
     return not deepspeed_requested and not torch.cuda.is_available()
 
 
+def largest_hidden_size(model) -> int | None:
+    """The largest ``hidden_size`` among the configs of ``model`` and its sub-models (text configs included)."""
+    sizes = []
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        for c in (config, getattr(config, "text_config", None)):
+            h = getattr(c, "hidden_size", None)
+            if isinstance(h, int):
+                sizes.append(h)
+    return max(sizes) if sizes else None
+
+
+def prepare_frozen_model(accelerator, model):
+    """A frozen model that runs beside the trained one (ARC's live QR→A teacher), prepared as TRL prepares
+    reference models.
+
+    Without DeepSpeed: ``accelerator.prepare_model(evaluation_mode=True)`` (device placement and mixed precision,
+    no DDP wrapper: it has no gradients to synchronise). Under DeepSpeed: an inference engine of its own built
+    from a copy of the training config. Under ZeRO-3 it stays at stage 3, so its weights are partitioned over
+    the processes like the student's and gathered layer by layer in its forward, with buckets sized from its
+    hidden size; under ZeRO-1/2 it drops to stage 0, since partitioning gradients and optimizer states means
+    nothing for a model that has neither and each process keeps it whole. The optimizer and scheduler
+    sections are removed, and ``"auto"`` entries transformers has not filled yet fall back to DeepSpeed's defaults.
+    """
+    model.eval()
+    model.requires_grad_(False)
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return accelerator.prepare_model(model, evaluation_mode=True)
+    import deepspeed
+
+    config = copy.deepcopy(plugin.deepspeed_config)
+    for key in ("optimizer", "scheduler"):
+        config.pop(key, None)
+    zero = config.setdefault("zero_optimization", {})
+    h = largest_hidden_size(model)
+    if zero.get("stage", 0) == 3:
+        if h:
+            zero.update(reduce_bucket_size=h * h, stage3_prefetch_bucket_size=int(0.9 * h * h), stage3_param_persistence_threshold=10 * h)
+    else:
+        zero["stage"] = 0
+    for section in (config, zero, config.get("bf16", {}), config.get("fp16", {})):
+        for key in [k for k, v in section.items() if v == "auto"]:
+            del section[key]
+    engine, *_ = deepspeed.initialize(model=model, config=config)
+    engine.eval()
+    return engine
+
+
 def fill_deepspeed_hidden_size_keys(args, model) -> None:
     """Fill DeepSpeed's hidden-size-based ``"auto"`` entries for composite models without a top-level config.
 
@@ -57,16 +107,9 @@ def fill_deepspeed_hidden_size_keys(args, model) -> None:
     ds = getattr(args, "hf_deepspeed_config", None)
     if ds is None or model is None or getattr(model, "config", None) is not None:
         return
-    sizes = []
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        for c in (config, getattr(config, "text_config", None)):
-            h = getattr(c, "hidden_size", None)
-            if isinstance(h, int):
-                sizes.append(h)
-    if not sizes:
+    h = largest_hidden_size(model)
+    if h is None:
         return
-    h = max(sizes)
     ds.fill_only("zero_optimization.reduce_bucket_size", h * h)
     if ds.is_zero3():
         ds.fill_only("zero_optimization.stage3_prefetch_bucket_size", int(0.9 * h * h))

@@ -19,7 +19,7 @@ from hf_vcr.trainers.eigv_trainer import EigvTrainer  # noqa: E402
 STEPS = 3
 
 
-def run(data_dir: str, out_dir: str, batch: int, objective: str, deepspeed: str | None = None) -> str:
+def run(data_dir: str, out_dir: str, batch: int, objective: str) -> str:
     torch.set_num_threads(1)
     store = ClipFeatureStore.nextqa(os.path.join(data_dir, "vid_feat", "app_mot_train.h5"))
     train = load_nextqa(os.path.join(data_dir, "train.csv"), features=store, cache_dir=os.path.join(out_dir, "cache"))
@@ -30,13 +30,12 @@ def run(data_dir: str, out_dir: str, batch: int, objective: str, deepspeed: str 
     args = EigvConfig(
         output_dir=os.path.join(out_dir, objective), objective=objective, max_steps=STEPS, per_device_train_batch_size=batch,
         optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", save_strategy="no", report_to="none", use_cpu=True,
-        seed=0, logging_steps=1, dataloader_num_workers=0, memory_bank_size=256, deepspeed=deepspeed,
+        seed=0, logging_steps=1, dataloader_num_workers=0, memory_bank_size=256,
     )
     trainer = EigvTrainer(model=model, args=args, train_dataset=train, data_collator=VideoQaCollator(tok, store))
     trainer.train()
     rank = trainer.args.process_index
-    tag = "_zero2" if deepspeed else ""
-    path = os.path.join(out_dir, f"{objective}{tag}_world{trainer.args.world_size}_rank{rank}.pt")
+    path = os.path.join(out_dir, f"{objective}_world{trainer.args.world_size}_rank{rank}.pt")
     torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, path)
     return path
 
@@ -44,7 +43,7 @@ def run(data_dir: str, out_dir: str, batch: int, objective: str, deepspeed: str 
 if __name__ == "__main__":
     data_dir, out_dir, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
     for objective in sys.argv[4:]:
-        run(data_dir, out_dir, batch, objective, deepspeed=os.environ.get("EIGV_TEST_DEEPSPEED") or None)
+        run(data_dir, out_dir, batch, objective)
     from hf_vcr.utils.distributed import end_distributed
 
     end_distributed()

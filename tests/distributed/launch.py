@@ -44,3 +44,38 @@ def load_weights(model_dir: str | Path) -> dict[str, torch.Tensor]:
 def max_abs_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     assert a.keys() == b.keys()
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+# 3 SGD steps without warm-up: Adam divides by the gradient's magnitude and would turn rounding noise in
+# exactly-zero gradients (attention key biases, unused heads) into full-size steps.
+SGD = ["--optim", "sgd", "--warmup_steps", "0", "--max_steps", "3", "--disable_tqdm", "true"]
+# Keys of a results file that measure the run, not the model.
+_TIMING = ("runtime", "samples_per_second", "steps_per_second", "eval_file", "output_dir", "loss", "train_loss", "epoch")
+
+
+def vcr_script_args(root: Path, config: str) -> list[str]:
+    """ARC / joint script arguments on a tiny synthetic VCR set: 32 training items, 10 validation items in
+    batches of 4 per process (10 is not a multiple of 2 x 4, so a gather that kept the padding would count
+    duplicates), dropout 0, SGD."""
+    return [
+        str(REPO / "scripts" / "configs" / config), "--synthetic_dir", str(root / "vcr_data"), "--synthetic_train", "32",
+        "--synthetic_val", "10", "--per_device_eval_batch_size", "4", "--learning_rate", "0.05", "--dropout", "0",
+        "--save_strategy", "no", *SGD,
+    ]
+
+
+def assert_same_results(one: dict, two: dict, tolerance: float = 1e-4, where: str = "", skip: tuple[str, ...] = ()) -> None:
+    """Evaluation results of a 1-process and an N-process run agree (timings, the training loss and keys
+    containing any of ``skip`` aside)."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _TIMING and not any(x in k for x in skip):
+                yield f"{prefix}{k}", float(v)
+
+    a, b = dict(flat(one)), dict(flat(two))
+    assert a, f"{where}: no metrics to compare"
+    assert a.keys() == b.keys(), f"{where}: {sorted(a.keys() ^ b.keys())}"
+    bad = {k: (a[k], b[k]) for k in a if abs(a[k] - b[k]) > tolerance * max(1.0, abs(a[k]))}
+    assert not bad, f"{where}: 1 process vs N processes differ: {bad}"

@@ -21,11 +21,11 @@ import sys
 import pytest
 import torch
 
-from .launch import REPO, free_port, launch, load_weights, max_abs_difference
+from .conftest import arc_args, critic_args, joint_args
+from .launch import REPO, SGD, free_port, launch, load_weights, max_abs_difference
 
 TOLERANCE = 5e-4
 S = "scripts"
-SGD = ["--optim", "sgd", "--warmup_steps", "0", "--max_steps", "3", "--disable_tqdm", "true"]
 
 
 def _zero(stage: int) -> list[str]:
@@ -33,16 +33,8 @@ def _zero(stage: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("deepspeed_trainers")
-
-
-def _vcr_args(root, config: str) -> list[str]:
-    return [
-        str(REPO / S / "configs" / config), "--synthetic_dir", str(root / "vcr_data"), "--synthetic_train", "32",
-        "--synthetic_val", "8", "--per_device_eval_batch_size", "8", "--learning_rate", "0.05", "--dropout", "0",
-        "--save_strategy", "no", *SGD,
-    ]
+def root(distributed_root):
+    return distributed_root
 
 
 def _assert_finite(weights: dict[str, torch.Tensor]) -> None:
@@ -53,9 +45,8 @@ def _assert_finite(weights: dict[str, torch.Tensor]) -> None:
 
 # ---------------------------------------------------------------------------------------------------- ARC
 @pytest.fixture(scope="module")
-def arc_runs(root):
-    args = _vcr_args(root, "arc_synthetic.yaml") + ["--teacher_max_steps", "2"]
-    launch(f"{S}/train_arc.py", args + ["--per_device_train_batch_size", "8", "--output_dir", str(root / "arc_one")], 1, str(root))
+def arc_runs(root, arc_one):
+    args = arc_args(root)
     for stage in (2, 3):
         launch(f"{S}/train_arc.py", args + ["--per_device_train_batch_size", "4", "--output_dir", str(root / f"arc_zero{stage}"), *_zero(stage)],
                2, str(root))
@@ -76,17 +67,32 @@ def test_arc_cached_teacher_under_zero_matches_one_process(arc_runs, stage):
         VcrForMultipleChoice.from_pretrained(out / name)
 
 
+@pytest.mark.parametrize("stage", [2, 3])
+def test_arc_live_teacher_under_zero_matches_cached_one_process(root, arc_one, stage):
+    """``--teacher_mode live``: the frozen f_C gets its own DeepSpeed inference engine (TRL's reference-model
+    recipe: stage 3 stays partitioned, ZeRO-1/2 drop to stage 0) and runs every step; the live and cached
+    teachers give the same loss, so f_A and f_R equal the 1-process cached run."""
+    out = root / f"arc_live_zero{stage}"
+    launch(f"{S}/train_arc.py", arc_args(root) + ["--teacher_mode", "live", "--per_device_train_batch_size", "4",
+                                                  "--output_dir", str(out), *_zero(stage)], 2, str(root))
+    assert not (out / "teacher_cache").exists()
+    for name in ("f_A", "f_R"):
+        got = load_weights(out / name)
+        _assert_finite(got)
+        diff = max_abs_difference(load_weights(arc_one / name), got)
+        assert diff < TOLERANCE, f"ARC live teacher ZeRO-{stage} {name}: max |Δθ| = {diff}"
+
+
 # -------------------------------------------------------------------------------------------------- joint
-def test_joint_softmax_zero2_matches_one_process(root):
+def test_joint_softmax_zero2_matches_one_process(root, joint_one):
     from hf_vcr.models import VcrForMultipleChoice
 
-    args = _vcr_args(root, "joint_synthetic.yaml") + ["--coupling", "softmax"]
-    launch(f"{S}/train_joint.py", args + ["--per_device_train_batch_size", "8", "--output_dir", str(root / "joint_one")], 1, str(root))
+    args = joint_args(root)
     launch(f"{S}/train_joint.py", args + ["--per_device_train_batch_size", "4", "--output_dir", str(root / "joint_zero2"), *_zero(2)], 2, str(root))
     for name in ("f_A", "f_R"):
         got = load_weights(root / "joint_zero2" / name)
         _assert_finite(got)
-        diff = max_abs_difference(load_weights(root / "joint_one" / name), got)
+        diff = max_abs_difference(load_weights(joint_one / name), got)
         assert diff < TOLERANCE, f"joint ZeRO-2 {name}: max |Δθ| = {diff}"
         VcrForMultipleChoice.from_pretrained(root / "joint_zero2" / name)
 
@@ -100,7 +106,7 @@ def test_eigv_zero2_finishes_with_loadable_checkpoint(root):
     out = root / "eigv_zero2"
     launch(f"{S}/train_eigv.py", [
         str(REPO / S / "configs" / "eigv_synthetic.yaml"), "--synthetic_train", "32", "--synthetic_val", "8",
-        "--data_dir", str(root / "eigv_data"), "--per_device_train_batch_size", "4", "--output_dir", str(out), *SGD, *_zero(2),
+        "--data_dir", str(root / "eigv_data"), "--per_device_train_batch_size", "4", "--erm_warmup_steps", "0", "--output_dir", str(out), *SGD, *_zero(2),
     ], 2, str(root))
     _assert_finite(load_weights(out / "final"))
     model = AutoModel.from_pretrained(out / "final")
@@ -132,19 +138,15 @@ def test_lskd_student_under_zero_finishes_with_loadable_checkpoint(lskd_runs, st
 
 
 # ------------------------------------------------------------------------------------------- LSKD critic
-def test_lskd_critic_zero2_matches_one_process(root):
+def test_lskd_critic_zero2_matches_one_process(root, critic_one):
     from hf_vcr.models.modeling_lskd import LskdCriticModel
 
-    # weight decay 0: the critic leaves the retrieval heads (ITM, projections) unused, and torch's SGD skips
-    # parameters without a gradient while DeepSpeed's flat buffers give them zero gradients and decay them
-    args = [str(REPO / S / "configs" / "critic_synthetic.yaml"), "--synthetic_items", "32", "--learning_rate", "0.05",
-            "--weight_decay", "0", "--save_strategy", "no", *SGD]
-    launch(f"{S}/train_critic.py", args + ["--per_device_train_batch_size", "8", "--output_dir", str(root / "critic_one")], 1, str(root))
+    args = critic_args()
     launch(f"{S}/train_critic.py", args + ["--per_device_train_batch_size", "4", "--output_dir", str(root / "critic_zero2"), *_zero(2)],
            2, str(root))
     got = load_weights(root / "critic_zero2" / "final")
     _assert_finite(got)
-    diff = max_abs_difference(load_weights(root / "critic_one" / "final"), got)
+    diff = max_abs_difference(load_weights(critic_one / "final"), got)
     assert diff < TOLERANCE, f"critic ZeRO-2: max |Δθ| = {diff}"
     LskdCriticModel.from_pretrained(root / "critic_zero2" / "final")
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_vcr.losses.eigv import (
+    causal_probability,
     disrupt,
     eigv_total_loss,
     gumbel_split,
@@ -21,20 +22,23 @@ from hf_vcr.losses.eigv import (
 torch.set_num_threads(1)
 
 
-def test_gumbel_split_eq8_hard_straight_through_and_deterministic():
+@pytest.mark.parametrize("logits", ["probabilities", "log_probabilities"])
+def test_gumbel_split_eq8_hard_straight_through_and_deterministic(logits):
     g = torch.Generator().manual_seed(0)
     p_c = torch.softmax(torch.randn(3, 6, generator=g), -1).requires_grad_(True)
     p_e = torch.softmax(torch.randn(3, 6, generator=g), -1).requires_grad_(True)
     noise = -torch.log(-torch.log(torch.rand(3, 6, 2, generator=g)))
     tau = 0.7
-    out = gumbel_split(p_c, p_e, tau=tau, hard=True, stochastic=True, gumbel_noise=noise)
-    # independent: softmax over (log p + g) / tau for each clip, then one-hot of the argmax
+    out = gumbel_split(p_c, p_e, tau=tau, hard=True, stochastic=True, gumbel_noise=noise, logits=logits)
+    # independent: for each clip, softmax over (l + g) / tau with l = [p_c, p_e] (eq. 8 as written, the released
+    # code's F.gumbel_softmax(score)) or l = [log p_c, log p_e]; then the one-hot of the argmax
+    f = (lambda x: x) if logits == "probabilities" else math.log
     soft = []
     for b in range(3):
         row = []
         for i in range(6):
-            a0 = (math.log(p_c[b, i].item()) + noise[b, i, 0].item()) / tau
-            a1 = (math.log(p_e[b, i].item()) + noise[b, i, 1].item()) / tau
+            a0 = (f(p_c[b, i].item()) + noise[b, i, 0].item()) / tau
+            a1 = (f(p_e[b, i].item()) + noise[b, i, 1].item()) / tau
             z = math.exp(a0) + math.exp(a1)
             row.append([math.exp(a0) / z, math.exp(a1) / z])
         soft.append(row)
@@ -48,12 +52,44 @@ def test_gumbel_split_eq8_hard_straight_through_and_deterministic():
     grad_c = p_c.grad.clone()
     p_c.grad = None
     p_e.grad = None
-    soft_auto = torch.softmax((torch.stack([p_c, p_e], -1).log() + noise) / tau, -1)
+    stacked = torch.stack([p_c, p_e], -1)
+    soft_auto = torch.softmax(((stacked if logits == "probabilities" else stacked.log()) + noise) / tau, -1)
     (soft_auto * w).sum().backward()
     assert torch.allclose(grad_c, p_c.grad, atol=1e-6)
     # evaluation: no noise, causal iff p_c > p_e
-    det = gumbel_split(p_c.detach(), p_e.detach(), stochastic=False)
+    det = gumbel_split(p_c.detach(), p_e.detach(), stochastic=False, logits=logits)
     assert torch.equal(det[..., 0].bool(), p_c.detach() > p_e.detach())
+
+
+@pytest.mark.parametrize("logits", ["probabilities", "log_probabilities"])
+def test_causal_probability_is_the_draw_frequency(logits):
+    g = torch.Generator().manual_seed(5)
+    p_c = torch.softmax(3 * torch.randn(1, 8, generator=g), -1)
+    p_e = torch.softmax(3 * torch.randn(1, 8, generator=g), -1)
+    tau = 0.5
+    expected = causal_probability(p_c, p_e, logits)  # the hard draw does not depend on tau
+    if logits == "probabilities":
+        assert torch.allclose(expected, torch.sigmoid(p_c - p_e))
+    else:
+        assert torch.allclose(expected, p_c / (p_c + p_e), atol=1e-6)
+    torch.manual_seed(0)
+    draws = torch.stack([gumbel_split(p_c, p_e, tau=tau, logits=logits)[..., 0] for _ in range(4000)]).mean(0)
+    assert torch.allclose(draws, expected, atol=0.03)
+
+
+def test_probability_logits_make_the_clips_compete():
+    """With eq. 8 as written the logit gaps sum to zero over the clips (both attentions are softmaxes), so a
+    p_e peaked on one clip leaves the other clips near a coin flip; read as log-probabilities the same p_e
+    makes every other clip causal almost surely (the collapse measured in docs/eigv.md)."""
+    k = 16
+    p_c = torch.full((1, k), 1.0 / k)
+    p_e = torch.full((1, k), 1e-6)
+    p_e[0, 0] = 1.0 - (k - 1) * 1e-6
+    as_written = causal_probability(p_c, p_e, "probabilities")
+    as_log = causal_probability(p_c, p_e, "log_probabilities")
+    assert float((torch.stack([p_c, p_e], -1)[..., 0] - torch.stack([p_c, p_e], -1)[..., 1]).sum()) == pytest.approx(0.0, abs=1e-5)
+    assert as_log[0, 1:].min() > 0.999
+    assert as_written[0, 1:].max() < 0.52
 
 
 def test_split_scene_eq9_partitions_the_video():

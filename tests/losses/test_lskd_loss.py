@@ -14,6 +14,7 @@ from hf_vcr.losses.lskd import (
     itc_loss,
     itg_attention_mask,
     itg_loss,
+    itg_target_count,
     itm_loss,
     sample_hard_negatives,
 )
@@ -155,6 +156,26 @@ def test_itg_loss_shifts_and_ignores_padding():
     got.backward()
     assert logits.grad[1, 1:].abs().sum() == 0  # positions predicting padding get no gradient
     assert logits.grad[0, 3].abs().sum() == 0  # the last position predicts nothing
+
+
+def test_itg_loss_with_the_global_token_count_splits_over_processes():
+    """Two "processes" with 3 and 1 predicted tokens: each normalised by the whole batch's count x 2, their
+    average (what DDP does to gradients) is the 1-process token mean; per-process means would not be."""
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 4, 7, generator=g, requires_grad=True)
+    ids = torch.tensor([[1, 3, 4, 5], [1, 6, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    whole = itg_loss(logits, ids, mask)
+    (grad_whole,) = torch.autograd.grad(whole, logits)
+    assert itg_target_count(ids, mask).item() == 4
+    n = itg_target_count(ids, mask).float() / 2
+    halves = [itg_loss(logits[i : i + 1], ids[i : i + 1], mask[i : i + 1], num_targets=n) for i in (0, 1)]
+    split = (halves[0] + halves[1]) / 2
+    (grad_split,) = torch.autograd.grad(split, logits)
+    assert split.item() == pytest.approx(whole.item(), rel=1e-6)
+    assert torch.allclose(grad_split, grad_whole, atol=1e-7)
+    per_process_means = (itg_loss(logits[:1], ids[:1], mask[:1]) + itg_loss(logits[1:], ids[1:], mask[1:])) / 2
+    assert abs(per_process_means.item() - whole.item()) > 1e-3
 
 
 def test_critic_loss_regresses_rationale_head_on_rationale_score():

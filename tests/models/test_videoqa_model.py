@@ -36,7 +36,9 @@ def test_multiple_choice_forward_shapes_loss_and_mask():
     enc = model.encode(clips, ids, mask)
     p_c, p_e = model.videoqa.grounding.probabilities(enc["v"], enc["q_vec"])
     assert torch.equal(out.causal_mask.bool(), p_c > p_e)
-    assert torch.allclose(out.causal_probs, p_c / (p_c + p_e))
+    # the probability with which training draws each clip causal: sigmoid(p_c - p_e) for eq. 8 as written
+    assert torch.allclose(out.causal_probs, torch.sigmoid(p_c - p_e))
+    assert torch.equal(out.causal_mask.bool(), out.causal_probs > 0.5)
     # padded words do not change the answer
     ids2 = ids.clone()
     ids2[0, :, -2:] = 3
