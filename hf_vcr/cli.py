@@ -16,6 +16,7 @@ EVALUATE = {
     "vcr": "hf_vcr.metrics.vcr:evaluate_cli",
     "ranking": "hf_vcr.metrics.sort:ranking_cli",
     "consistency": "hf_vcr.metrics.sort:consistency_cli",
+    "zero-shot": "hf_vcr.metrics.zero_shot:main",
 }
 
 COMMANDS = {

@@ -270,7 +270,7 @@ def _refs_to_strings(data: bytearray) -> bool:
     Anything this rewrite gets wrong (other spacing, a bracket inside a string) leaves invalid
     JSON or a wrong type, which the caller answers with the Python path. False if the file
     already contains the marker."""
-    if _MARK.encode() in data or b"\\u007f" in data or b"\\u007F" in data:
+    if _MARK.encode() in data or (b"\\u007" in data and (b"\\u007f" in data or b"\\u007F" in data)):
         return False
     arr = np.frombuffer(data, np.uint8)
     # blocks of whole lines, small enough to stay in the CPU caches through the few numpy passes
@@ -413,29 +413,27 @@ def _fast_read_table(path: str, images_dir: str | None, check_images: bool) -> p
             return None
     if not _refs_to_strings(data):
         return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    # a streaming reader: each record batch (1 MiB of JSON) is checked and split on a worker thread while the
+    # reader parses the next one (Arrow compute and numpy release the GIL), and while it is still in the CPU caches
     try:
-        table = pj.read_json(
+        reader = pj.open_json(
             pa.BufferReader(pa.py_buffer(data)),
             parse_options=pj.ParseOptions(explicit_schema=_FAST_SCHEMA, unexpected_field_behavior="ignore"),
         )
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(_fast_batch, batch) for batch in reader]
+            parts = [future.result() for future in futures]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
         return None
-    from concurrent.futures import ThreadPoolExecutor
-
-    # the reader's record batches (1 MiB of JSON each) are checked and split independently, on two
-    # threads (Arrow compute and numpy release the GIL), while they are still in the CPU caches
-    batches = table.to_batches()
-    with ThreadPoolExecutor(2) as pool:
-        parts = list(pool.map(_fast_batch, batches))
-    if any(part is None for part in parts):
+    if not parts or any(part is None for part in parts):
         return None
     if any(part.pop("null_labels") for part in parts) and b"null" in data:
         return None  # an explicit null label is an error (the Python path says so), a missing one is not
-    n = table.num_rows
-    cols = {name: pa.chunked_array([part[name] for part in parts], parts[0][name].type) if parts else table.column(name)
+    n = sum(len(part["annot_id"]) for part in parts)
+    cols = {name: pa.chunked_array([part[name] for part in parts], parts[0][name].type)
             for name in _FAST_SCHEMA.names + ["question_refs", "answer_choices_refs", "rationale_choices_refs"]}
-    if not parts:
-        return None
     n_objects = pc.list_value_length(cols["objects"]).to_numpy()
     out = {f: cols[f] for f in ("question", "question_refs", "answer_choices", "answer_choices_refs", "rationale_choices", "rationale_choices_refs")}
     boxes_type = FEATURES.arrow_schema.field("boxes").type

@@ -129,7 +129,7 @@ def evaluate_leaderboard(predictions_csv: str, annotations_jsonl: str) -> dict[s
 
 def rounded_json(metrics: dict[str, float]) -> str:
     """Metrics as one strict JSON object: percent to two decimals, undefined (NaN) values as null."""
-    return json.dumps({k: (None if v != v else round(v, 2)) for k, v in metrics.items()})
+    return json.dumps({k: (None if v is None or v != v else round(v, 2)) for k, v in metrics.items()})
 
 
 def evaluate_cli(argv: Sequence[str]) -> int:

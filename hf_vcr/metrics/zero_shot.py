@@ -158,32 +158,41 @@ def evaluate_vcr_zero_shot(scorer: ItmScorer, rows: Sequence[dict], accelerator=
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hf_vcr.metrics.zero_shot --model DIR --vcr val.jsonl --images-dir vcr1images`` or ``--mc mc.jsonl``."""
+    """``hf-vcr evaluate zero-shot --model DIR --images-dir IMAGES (--vcr val.jsonl | --mc mc.jsonl)``: zero-shot
+    accuracy of a saved LSKD student (or any ``Blip2ForImageTextRetrieval``-style model with its tokenizer and image
+    processor). Prints one JSON object on its last line: VCR's ``q2a``, ``qa2r``, ``q2ar`` and/or ``mc_accuracy``,
+    ``mc_chance``, ``mc_n`` (percent)."""
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-    import hf_vcr  # noqa: F401
+    import hf_vcr  # noqa: F401  (registers the model types)
 
-    parser = argparse.ArgumentParser(prog="python -m hf_vcr.metrics.zero_shot", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="hf-vcr evaluate zero-shot", description=main.__doc__)
     parser.add_argument("--model", required=True, help="saved LSKD student (with tokenizer and image processor)")
-    parser.add_argument("--vcr", help="VCR jsonl (labelled)")
+    parser.add_argument("--vcr", help="labelled VCR jsonl (e.g. val.jsonl), with its images and metadata under --images-dir")
     parser.add_argument("--mc", help="LSKD-format multiple-choice jsonl")
     parser.add_argument("--images-dir", required=True)
-    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--head", choices=("itm", "itc"), default="itm", help="score candidates with the ITM head or ITC similarity")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N items only")
     args = parser.parse_args(argv)
+    if not (args.vcr or args.mc):
+        parser.error("give --vcr and/or --mc")
     model = AutoModel.from_pretrained(args.model)
-    scorer = ItmScorer(model, AutoTokenizer.from_pretrained(args.model), AutoImageProcessor.from_pretrained(args.model))
+    scorer = ItmScorer(model, AutoTokenizer.from_pretrained(args.model), AutoImageProcessor.from_pretrained(args.model), head=args.head)
+    result: dict = {}
     if args.vcr:
         from ..data.vcr import load_vcr
 
         split = os.path.splitext(os.path.basename(args.vcr))[0]
         ds = load_vcr(split, os.path.dirname(os.path.abspath(args.vcr)), images_dir=args.images_dir)
         rows = [ds[i] for i in range(len(ds) if args.limit is None else min(args.limit, len(ds)))]
-        print(json.dumps(evaluate_vcr_zero_shot(scorer, rows)))
+        result.update(evaluate_vcr_zero_shot(scorer, rows))
     if args.mc:
         items = localized_mc_items(args.mc, args.images_dir)[: args.limit]
         res = multiple_choice_accuracy(scorer, items)
-        res.pop("predictions")
-        print(json.dumps(res))
+        result.update({"mc_accuracy": res["accuracy"], "mc_chance": res["chance"], "mc_n": res["n"]})
+    from .vcr import rounded_json
+
+    print(rounded_json(result))
     return 0
 
 

@@ -291,3 +291,32 @@ def test_student_learns_the_localized_set_and_saves_a_loadable_checkpoint(tmp_pa
     card = (final / "README.md").read_text()
     assert "LSKD" in card and "mc_accuracy" in card and "model-index" in card
     assert os.path.isfile(tmp_path / "run" / "checkpoint-220" / "checkpoint_complete")
+
+
+def test_evaluate_zero_shot_command_on_real_vcr_and_the_localized_set(tmp_path, capsys):
+    """``hf-vcr evaluate zero-shot`` loads a saved student with its tokenizer and image processor, scores the
+    real VCR val-1 item (regions drawn on its image) and an LSKD-format MC file, and prints one JSON object."""
+    import json
+
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    from hf_vcr.cli import main as cli
+    from hf_vcr.data.synthetic_lskd import write_synthetic_lskd
+    from hf_vcr.data.tokenization import build_word_tokenizer
+
+    paths = write_synthetic_lskd(str(tmp_path / "lskd"), n_images=0, n_mc=6, n_critic=0, image_size=32, seed=0)
+    tok = build_word_tokenizer(["does [ 0 1 2 ] live in this house ? answer : rationale : no yes red blue green"])
+    torch.manual_seed(0)
+    model = LskdStudentModel(tiny_student_config(vocab_size=len(tok)))
+    model.save_pretrained(tmp_path / "student")
+    tok.save_pretrained(tmp_path / "student")
+    BlipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "student")
+    vcr_file = os.path.join(VCR_DIR, "val_sample_from_VLE_README.jsonl")
+    assert cli(["evaluate", "zero-shot", "--model", str(tmp_path / "student"), "--vcr", vcr_file,
+                "--images-dir", os.path.join(VCR_DIR, "vcr1images")]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"q2a", "qa2r", "q2ar"} <= set(res) and all(res[k] in (0.0, 100.0) for k in ("q2a", "qa2r", "q2ar"))  # one item
+    assert cli(["evaluate", "zero-shot", "--model", str(tmp_path / "student"), "--mc", paths["mc"], "--head", "itc",
+                "--images-dir", str(tmp_path / "lskd")]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["mc_n"] == 6 and 0 <= res["mc_accuracy"] <= 100 and 0 < res["mc_chance"] < 100
