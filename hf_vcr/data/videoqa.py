@@ -28,6 +28,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..utils.json_files import load_json_file
+
 NEXTQA_COLUMNS = ["video", "frame_count", "width", "height", "question", "answer", "qid", "type", "a0", "a1", "a2", "a3", "a4"]
 NEXTQA_NUM_CHOICES = 5
 NEXTQA_OPTION_COLUMNS = [f"a{i}" for i in range(NEXTQA_NUM_CHOICES)]
@@ -145,13 +147,7 @@ def read_open_ended_qa(path: str) -> list[dict[str, Any]]:
     _check_file(path, "open-ended VideoQA annotation file")
     records = []
     if path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise VideoQaFormatError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
-        if not isinstance(data, list):
-            raise VideoQaFormatError(f"{path}: expected a JSON array of questions, got {type(data).__name__}")
+        data = load_json_file(path, "open-ended VideoQA annotation file", VideoQaFormatError, list, "a JSON array of questions")
         for i, item in enumerate(data):
             where = f"record {i}"
             if not isinstance(item, dict):

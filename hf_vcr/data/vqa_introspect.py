@@ -16,13 +16,14 @@ Answers carry VQA soft scores ``min(#annotators who gave the answer / 3, 1)``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import datasets
+
+from ..utils.json_files import load_json_file
 
 __all__ = [
     "load_vqa_introspect",
@@ -86,19 +87,9 @@ def vqa_soft_scores(answers: Iterable[str]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------ files
-def _load_json(path: str, what: str) -> Any:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
-
-
 def read_introspect_json(path: str) -> dict[str, dict]:
     """Read and validate a VQA-Introspect json; errors name the file, the question id and the field."""
-    data = _load_json(path, "VQA-Introspect file")
+    data = load_json_file(path, "VQA-Introspect file")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object keyed by question id, got {type(data).__name__}")
     for qid, rec in data.items():
@@ -122,7 +113,7 @@ def read_introspect_json(path: str) -> dict[str, dict]:
 
 def read_vqa_questions(path: str) -> dict[str, dict]:
     """``question_id (str) -> {"image_id", "question"}`` from ``v2_OpenEnded_mscoco_*_questions.json``."""
-    data = _load_json(path, "VQAv2 questions file")
+    data = load_json_file(path, "VQAv2 questions file")
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise ValueError(f"{path}: not a VQAv2 questions file (expected an object with a 'questions' list)")
     out = {}
@@ -136,7 +127,7 @@ def read_vqa_questions(path: str) -> dict[str, dict]:
 
 def read_vqa_annotations(path: str) -> dict[str, dict]:
     """``question_id (str) -> {"image_id", "multiple_choice_answer", "scores"}`` from ``v2_mscoco_*_annotations.json``."""
-    data = _load_json(path, "VQAv2 annotations file")
+    data = load_json_file(path, "VQAv2 annotations file")
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise ValueError(f"{path}: not a VQAv2 annotations file (expected an object with an 'annotations' list)")
     out = {}

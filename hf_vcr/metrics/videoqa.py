@@ -9,11 +9,12 @@ and every value is a percentage.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any, Sequence
 
 import numpy as np
+
+from ..utils.json_files import load_json_file
 
 NEXTQA_REPORTED_TYPES = ("CW", "CH", "TN", "TC", "DC", "DL", "DO")
 NEXTQA_GROUPS = {"acc_c": ("CW", "CH"), "acc_t": ("TN", "TC"), "acc_d": ("DC", "DL", "DO")}
@@ -124,15 +125,7 @@ def grounding_overlap(
 # -------------------------------------------------------------------------------------------- files + CLI
 def read_nextqa_predictions(path: str) -> dict[str, dict[str, int]]:
     """The official NExT-QA prediction file: ``{"{video}_{qid}": {"prediction": int, "answer": int}}``."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"prediction file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected an object mapping '{{video}}_{{qid}}' to predictions, got {type(data).__name__}")
+    data = load_json_file(path, "prediction file", expect=dict, expected="an object mapping '{video}_{qid}' to predictions")
     out = {}
     for key, value in data.items():
         if isinstance(value, dict):
@@ -175,13 +168,7 @@ def evaluate_open_ended_files(predictions_path: str, annotations_path: str) -> d
     from ..data.videoqa import read_open_ended_qa
 
     records = read_open_ended_qa(annotations_path)
-    with open(predictions_path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{predictions_path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{predictions_path}: expected an object mapping question ids to answers")
+    data = load_json_file(predictions_path, "prediction file", expect=dict, expected="an object mapping question ids to answers")
     missing = [r["key"] for r in records if r["key"] not in data]
     if missing:
         raise ValueError(f"{predictions_path}: no prediction for {len(missing)} questions of {annotations_path}, e.g. {missing[:3]}")
@@ -212,7 +199,9 @@ def evaluate_cli(argv: Sequence[str]) -> int:
         result = evaluate_nextqa_files(args.predictions, args.annotations)
     else:
         result = evaluate_open_ended_files(args.predictions, args.annotations)
-    print(json.dumps({k: (None if v != v else round(v, 2)) for k, v in result.items()}))
+    from .vcr import rounded_json
+
+    print(rounded_json(result))
     return 0
 
 
