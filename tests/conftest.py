@@ -50,6 +50,20 @@ def real_vcr_dir(shared_data, tmp_path_factory) -> Path:
     return d
 
 
+def small_vcr_corpus(directory, n_train: int, n_val: int, extra_words: str = ""):
+    """An embedded VCR corpus in ``directory``, loaded: ``(paths, train, val, word tokenizer over its words)``."""
+    from hf_vcr.data.synthetic_vcr import write_vcr_corpus
+    from hf_vcr.data.tokenization import build_word_tokenizer
+    from hf_vcr.data.vcr import load_vcr
+    from hf_vcr.trainers.vcr_components import corpus_words
+
+    paths = write_vcr_corpus(str(directory), n_train=n_train, n_val=n_val)
+    train = load_vcr("train", paths["annotations_dir"], paths["images_dir"])
+    val = load_vcr("val", paths["annotations_dir"], paths["images_dir"])
+    words = " ".join(corpus_words(train)) + " " + " ".join(corpus_words(val)) + extra_words
+    return paths, train, val, build_word_tokenizer([words])
+
+
 @pytest.fixture(scope="session")
 def synthetic_vcr(tmp_path_factory) -> dict:
     """A small embedded VCR corpus (official layout)."""

@@ -10,9 +10,7 @@ import torch
 
 import hf_vcr  # noqa: F401
 from hf_vcr.data.collator import VcrCollator
-from hf_vcr.data.synthetic_vcr import write_vcr_corpus
-from hf_vcr.data.tokenization import build_word_tokenizer
-from hf_vcr.data.vcr import VcrFormatError, load_vcr, tokenize_view
+from hf_vcr.data.vcr import VcrFormatError, tokenize_view
 from hf_vcr.probes import (
     a2r_accuracy,
     answer_attention_ratios,
@@ -23,16 +21,14 @@ from hf_vcr.probes import (
     tokenize_qa2r_segments,
 )
 from hf_vcr.trainers.coupling_data import build_scorer
-from hf_vcr.trainers.vcr_components import corpus_words
 from hf_vcr.trainers.vcr_config import VcrModelArguments
+
+from tests.conftest import small_vcr_corpus
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("probe_corpus")
-    paths = write_vcr_corpus(str(d), n_train=8, n_val=8)
-    val = load_vcr("val", paths["annotations_dir"], paths["images_dir"])
-    tok = build_word_tokenizer([" ".join(corpus_words(val)) + " color"])
+    paths, _, val, tok = small_vcr_corpus(tmp_path_factory.mktemp("probe_corpus"), n_train=8, n_val=8, extra_words=" color")
     return paths, val, tok
 
 

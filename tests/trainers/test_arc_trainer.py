@@ -11,9 +11,7 @@ from transformers import AutoModel, TrainerCallback, VisualBertForMultipleChoice
 
 import hf_vcr  # noqa: F401
 from hf_vcr.data.collator import VcrCollator
-from hf_vcr.data.synthetic_vcr import write_vcr_corpus
-from hf_vcr.data.tokenization import build_word_tokenizer
-from hf_vcr.data.vcr import load_vcr, tokenize_view
+from hf_vcr.data.vcr import tokenize_view
 from hf_vcr.models.adapters import VisualBertForVcr
 from hf_vcr.trainers.arc_config import ArcConfig
 from hf_vcr.trainers.arc_trainer import (
@@ -26,17 +24,14 @@ from hf_vcr.trainers.arc_trainer import (
     save_teacher_cache,
 )
 from hf_vcr.trainers.coupling_data import MultiViewCollator, build_scorer, merge_views
-from hf_vcr.trainers.vcr_components import corpus_words
 from hf_vcr.trainers.vcr_config import VcrModelArguments
+
+from tests.conftest import small_vcr_corpus
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("arc_corpus")
-    paths = write_vcr_corpus(str(d), n_train=24, n_val=8)
-    train = load_vcr("train", paths["annotations_dir"], paths["images_dir"])
-    val = load_vcr("val", paths["annotations_dir"], paths["images_dir"])
-    tokenizer = build_word_tokenizer([" ".join(corpus_words(train))])
+    _, train, val, tokenizer = small_vcr_corpus(tmp_path_factory.mktemp("arc_corpus"), n_train=24, n_val=8)
     return train, val, tokenizer
 
 

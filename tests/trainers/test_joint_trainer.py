@@ -10,9 +10,7 @@ import torch
 from transformers import EvalPrediction
 
 import hf_vcr  # noqa: F401
-from hf_vcr.data.synthetic_vcr import write_vcr_corpus
-from hf_vcr.data.tokenization import build_word_tokenizer
-from hf_vcr.data.vcr import load_vcr, tokenize_view
+from hf_vcr.data.vcr import tokenize_view
 from hf_vcr.data.collator import VcrCollator
 from hf_vcr.models.adapters import VisualBertForVcr
 from hf_vcr.models.joint_coupling import AnswerConditionedRationaleScorer, all_answers_weights
@@ -26,17 +24,14 @@ from hf_vcr.trainers.joint_trainer import (
     make_joint_collator,
     run_joint,
 )
-from hf_vcr.trainers.vcr_components import corpus_words
 from hf_vcr.trainers.vcr_config import VcrModelArguments
+
+from tests.conftest import small_vcr_corpus
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("joint_corpus")
-    paths = write_vcr_corpus(str(d), n_train=16, n_val=8)
-    train = load_vcr("train", paths["annotations_dir"], paths["images_dir"])
-    val = load_vcr("val", paths["annotations_dir"], paths["images_dir"])
-    tok = build_word_tokenizer([" ".join(corpus_words(train))])
+    _, train, val, tok = small_vcr_corpus(tmp_path_factory.mktemp("joint_corpus"), n_train=16, n_val=8)
     train_ds, val_ds = build_joint_datasets(train, val, tok, max_length=64, reference_style="r2c", max_objects=8)
     return train, val, tok, train_ds, val_ds
 
