@@ -47,10 +47,11 @@ class QFormerDistillTrainer(HfVcrTrainer):
                 self._vision_cache[ids[i]] = fresh[j].detach()
         return torch.stack([self._vision_cache[e] for e in ids]).to(pixel_values.device)
 
-    def _global_token_count(self, input_ids, attention_mask) -> torch.Tensor:
-        """ITG's denominator: the predicted tokens of the whole batch over all processes, times the number of
-        processes (DDP and DeepSpeed average the processes' gradients), so N processes equal one."""
-        count = itg_target_count(input_ids, attention_mask).detach().float()
+    def _global_token_count(self, local_count: torch.Tensor) -> torch.Tensor:
+        """A token-mean loss's denominator: the predicted tokens of the whole batch over all processes, divided by
+        the number of processes (DDP and DeepSpeed average the processes' gradients), so N processes equal one;
+        a per-process mean would weight the tokens of a process with short texts more."""
+        count = local_count.detach().float()
         n = self.accelerator.num_processes
         if n > 1:
             count = self.accelerator.reduce(count, reduction="sum")
@@ -61,8 +62,10 @@ class QFormerDistillTrainer(HfVcrTrainer):
         example_ids = inputs.pop("example_ids", None)
         args = self.args
         if args.objective == "generative":
-            out = model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
-                        attention_mask=inputs["attention_mask"], labels=inputs["labels"])
+            labels = inputs["labels"]
+            # the causal-LM loss of transformers sums over tokens and divides by num_items_in_batch when given
+            out = model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                        labels=labels, num_items_in_batch=self._global_token_count((labels[:, 1:] != -100).sum()))
             self.record(loss_lm=out.loss)
             return (out.loss, out) if return_outputs else out.loss
 
@@ -88,7 +91,7 @@ class QFormerDistillTrainer(HfVcrTrainer):
         if args.itg_weight > 0:
             parts["loss_itg"] = itg_loss(
                 out.itg_logits, out.decoder_input_ids, out.decoder_attention_mask, label_smoothing=args.itg_label_smoothing,
-                num_targets=self._global_token_count(out.decoder_input_ids, out.decoder_attention_mask),
+                num_targets=self._global_token_count(itg_target_count(out.decoder_input_ids, out.decoder_attention_mask)),
             )
             loss = loss + args.itg_weight * parts["loss_itg"]
         self.record(**parts, temperature=out.temperature)

@@ -115,17 +115,20 @@ def test_eigv_script_eigv_objective_two_processes(distributed_root, eigv_args):
     assert len(_read(out / "causal_masks.json")) == 10
 
 
-def test_lskd_student_two_processes_match_one(distributed_root):
-    # drop_last: the filtered corpus is not a multiple of the global batch, and at an epoch's end accelerate
-    # pads the last per-process batches with items from the start, which one process does not see
+@pytest.mark.parametrize("objective", ["stage1", "generative"])
+def test_lskd_student_two_processes_match_one(distributed_root, objective):
+    # ITC/ITG (stage 1) and the frozen-LM loss (generative) are token or item means over the whole batch: the
+    # trainer divides token sums by the batch's token count over all processes. drop_last: the filtered corpus
+    # is not a multiple of the global batch, and at an epoch's end accelerate pads the last per-process
+    # batches with items from the start, which one process does not see
     args = [
-        str(REPO / S / "configs" / "lskd_synthetic.yaml"), "--synthetic_images", "32", "--synthetic_mc", "8",
+        str(REPO / S / "configs" / "lskd_synthetic.yaml"), "--objective", objective, "--synthetic_images", "32", "--synthetic_mc", "8",
         "--itm_weight", "0", "--augment_regions", "false", "--learning_rate", "0.05", "--weight_decay", "0",
         "--save_strategy", "no", "--dataloader_drop_last", "true", *SGD,
     ]
-    one, two = _one_and_two(distributed_root, "train_lskd.py", args, "lskd")
-    _assert_equal_weights(one / "final", two / "final", "LSKD student")
-    assert_same_results(_read(one / "lskd_results.json"), _read(two / "lskd_results.json"), where="LSKD results")
+    one, two = _one_and_two(distributed_root, "train_lskd.py", args, f"lskd_{objective}")
+    _assert_equal_weights(one / "final", two / "final", f"LSKD student ({objective})")
+    assert_same_results(_read(one / "lskd_results.json"), _read(two / "lskd_results.json"), where=f"LSKD results ({objective})")
 
 
 def test_lskd_critic_two_processes_match_one(distributed_root, critic_one):
