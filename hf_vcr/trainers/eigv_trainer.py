@@ -12,7 +12,8 @@ One training step (``objective="eigv"``):
 4. run the anchor, the positive and the ``N`` negatives of every anchor through the backbone in ONE batched
    forward (``(2 + N) * B`` rows); ERM on the mixed target (eq. 19) + ``beta`` * InfoNCE (eq. 18) = eq. 20.
 
-The memory bank is a bounded ring buffer of raw clip features (``memory_bank_size`` clips per process),
+``erm_warmup_steps`` > 0 trains the first steps with plain cross entropy (the intervener and the disruptor carry
+signal only once the backbone answers from the clips). The memory bank is a bounded ring buffer of raw clip features (``memory_bank_size`` clips per process),
 refreshed from every training batch; clips grounded as environment are the positives' substitutes.
 
 The multi-view computation runs *inside* the model's forward (``model(..., compute_fn=...)``), so DDP and

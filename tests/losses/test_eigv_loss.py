@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from hf_vcr.losses.eigv import (
     causal_probability,
+    causal_ratio_penalty,
     disrupt,
     eigv_total_loss,
     gumbel_split,
@@ -215,3 +216,15 @@ def test_total_eq20_and_label_checks():
     assert eigv_total_loss(erm, cl, beta=0.0125).item() == pytest.approx(1.5 + 0.0125 * 2.0)
     with pytest.raises(ValueError, match=r"valid class in \[0, 5\)"):
         one_hot_targets(torch.tensor([1, -100]), 5)
+
+
+def test_causal_ratio_penalty_optional_prior_value_and_gradient():
+    """The non-paper prior: mean over videos of (mean clip probability of being causal - r)^2."""
+    prob = torch.tensor([[0.9, 0.1, 0.5, 0.5], [1.0, 1.0, 0.0, 1.0]], requires_grad=True)
+    got = causal_ratio_penalty(prob, 0.25)
+    expected = ((0.5 - 0.25) ** 2 + (0.75 - 0.25) ** 2) / 2
+    assert got.item() == pytest.approx(expected)
+    got.backward()
+    # d/dp_bi = 2 (mean_b - r) / K / B
+    assert torch.allclose(prob.grad[0], torch.full((4,), 2 * 0.25 / 4 / 2))
+    assert torch.allclose(prob.grad[1], torch.full((4,), 2 * 0.5 / 4 / 2))

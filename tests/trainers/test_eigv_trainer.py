@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from transformers import TrainerCallback
 
 from hf_vcr.data.synthetic_videoqa import load_causal_clips, make_synthetic_videoqa
 from hf_vcr.data.tokenization import build_word_tokenizer
@@ -153,3 +154,34 @@ def test_config_validation(tmp_path):
     with pytest.raises(ValueError, match="memory_bank_size"):
         EigvConfig(output_dir=str(tmp_path), memory_bank_size=0, report_to="none")
     assert EigvConfig(output_dir=str(tmp_path), report_to="none").eigv_beta == 0.75
+
+
+def test_erm_warmup_steps_then_eigv(tmp_path):
+    """``erm_warmup_steps``: plain cross entropy first (the grounding indicator is untouched), eq. 20 after."""
+    data = str(tmp_path / "data")
+    make_synthetic_videoqa(data, seed=2, num_train=32, num_val=4, num_clips=8, span=2, feature_dim=16)
+    store = ClipFeatureStore.nextqa(os.path.join(data, "vid_feat", "app_mot_train.h5"))
+    train = load_nextqa(os.path.join(data, "train.csv"), features=store, cache_dir=str(tmp_path / "cache"))
+    tok = build_word_tokenizer(list(train["question"]) + [o for opts in train["options"] for o in opts])
+    torch.manual_seed(0)
+    model = VideoQaForMultipleChoice(VideoQaConfig.tiny(visual_dim=16, num_clips=8, text_config=dict(TINY_TEXT_CONFIG, vocab_size=len(tok))))
+    args = EigvConfig(
+        output_dir=str(tmp_path / "out"), max_steps=4, erm_warmup_steps=2, per_device_train_batch_size=8, logging_steps=1,
+        save_strategy="no", report_to="none", use_cpu=True, learning_rate=1e-2, memory_bank_size=1024,
+    )
+    grounding = {n: p.detach().clone() for n, p in model.named_parameters() if ".grounding." in n}
+    trainer = EigvTrainer(model=model, args=args, train_dataset=train, data_collator=VideoQaCollator(tok, store))
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                self.after_warmup = {n: p.detach().clone() for n, p in model.named_parameters() if ".grounding." in n}
+
+    snap = Snapshot()
+    trainer.add_callback(snap)
+    trainer.train()
+    logs = {h["step"]: h for h in trainer.state.log_history if "loss" in h}
+    assert all("contrastive_loss" not in logs[s] for s in (1, 2)) and all("contrastive_loss" in logs[s] for s in (3, 4))
+    assert all(torch.equal(snap.after_warmup[n], grounding[n]) for n in grounding)  # ERM never touches the indicator
+    assert any(not torch.equal(p, grounding[n]) for n, p in model.named_parameters() if ".grounding." in n)
+    assert trainer.memory_bank.size == 2 * 8 * 8  # filled only by the two EIGV steps
