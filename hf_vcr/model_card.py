@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -26,6 +26,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 4)
     return value if isinstance(value, (int, str, bool, type(None))) else str(value)
+
+
+def train_command(script: str, argv: Sequence[str] | None = None) -> str:
+    """The command line that trained a model, for its card: ``python scripts/<script> <argv>`` (``sys.argv`` by default)."""
+    import sys
+
+    return f"python scripts/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
 
 
 def render_model_card(

@@ -132,7 +132,7 @@ def main(argv=None) -> dict:
             tokenizer.save_pretrained(tmp)
             image_processor.save_pretrained(tmp)
             try:
-                from hf_vcr.model_card import write_model_card
+                from hf_vcr.model_card import train_command, write_model_card
 
                 write_model_card(
                     tmp,
@@ -145,7 +145,7 @@ def main(argv=None) -> dict:
                     architecture="LskdCriticModel (Blip2ForImageTextRetrieval + critic heads)",
                     task_type="text-classification",
                     dataset_name="synthetic annotated QARs" if data_args.synthetic else "LSKD critic annotations",
-                    train_command="python scripts/train_critic.py " + " ".join(sys.argv[1:]),
+                    train_command=train_command("train_critic.py", argv),
                     hyperparameters={k: v for k, v in asdict(args).items() if k in (
                         "ce_weight", "qa_mse_weight", "rationale_mse_weight", "freeze_vision", "threshold", "learning_rate",
                         "num_train_epochs", "max_steps", "per_device_train_batch_size", "seed")},

@@ -279,7 +279,7 @@ def main(argv=None) -> dict:
         final = os.path.join(args.output_dir, "final")
         save_pretrained_atomic(trainer.model, final)
         ctx["tokenizer"].save_pretrained(final)
-        from hf_vcr.model_card import write_model_card
+        from hf_vcr.model_card import train_command, write_model_card
 
         write_model_card(
             final,
@@ -291,7 +291,7 @@ def main(argv=None) -> dict:
             architecture=type(trainer.model).__name__,
             task_type="video-question-answering",
             dataset_name=data_args.dataset,
-            train_command="python scripts/train_eigv.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            train_command=train_command("train_eigv.py", argv),
             hyperparameters={
                 "objective": args.objective,
                 "eigv_beta": args.eigv_beta,

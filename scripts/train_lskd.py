@@ -235,7 +235,7 @@ def main(argv=None) -> dict:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             image_processor.save_pretrained(tmp)
-            write_card(tmp, model_args, data_args, args, results)
+            write_card(tmp, model_args, data_args, args, results, argv)
         atomic_write_json(os.path.join(args.output_dir, "lskd_results.json"), results)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()}))
         if args.push_to_hub:  # the final model with its card
@@ -245,9 +245,9 @@ def main(argv=None) -> dict:
     return results
 
 
-def write_card(path, model_args, data_args, args, results) -> None:
+def write_card(path, model_args, data_args, args, results, argv=None) -> None:
     try:
-        from hf_vcr.model_card import write_model_card
+        from hf_vcr.model_card import train_command, write_model_card
 
         generative = args.objective == "generative"
         write_model_card(
@@ -261,7 +261,7 @@ def write_card(path, model_args, data_args, args, results) -> None:
             architecture="Blip2ForConditionalGeneration (LM frozen)" if generative else "LskdStudentModel (Blip2ForImageTextRetrieval + ITC temperature + ITG head)",
             task_type="image-text-to-text" if generative else "zero-shot-image-classification",
             dataset_name="synthetic localized commonsense set" if data_args.synthetic else "LSKD localized commonsense corpus",
-            train_command="python scripts/train_lskd.py " + " ".join(sys.argv[1:]),
+            train_command=train_command("train_lskd.py", argv),
             hyperparameters={k: v for k, v in asdict(args).items() if k in (
                 "objective", "itc_weight", "itm_weight", "itg_weight", "augment_regions", "with_rationale", "use_lora",
                 "learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size", "seed")} | {"threshold": data_args.threshold},

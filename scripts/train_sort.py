@@ -198,7 +198,7 @@ def main(argv=None) -> dict:
         tokenizer.save_pretrained(final)
         atomic_write_json(os.path.join(args.output_dir, "sort_results.json"), results)
         try:
-            from hf_vcr.model_card import write_model_card
+            from hf_vcr.model_card import train_command, write_model_card
 
             write_model_card(
                 final,
@@ -211,7 +211,7 @@ def main(argv=None) -> dict:
                 architecture="VqaForClassification (Pythia-style)",
                 task_type="visual-question-answering",
                 dataset_name="synthetic VQA-Introspect" if data_args.synthetic else "VQA-Introspect + VQAv2",
-                train_command="python scripts/train_sort.py " + " ".join(sys.argv[1:]),
+                train_command=train_command("train_sort.py", argv),
                 hyperparameters={k: v for k, v in asdict(args).items() if k in ("sort_mode", "lambda_reasoning", "lambda_sub", "lambda_irrelevant", "learning_rate", "max_steps", "per_device_train_batch_size", "seed")},
                 metrics={k: v for k, v in results.items() if not k.startswith("initial_")},
                 load_path=args.hub_model_id or final,

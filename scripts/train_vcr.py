@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import hf_vcr  # noqa: E402,F401
 from hf_vcr.data.vcr import tokenize_view  # noqa: E402
 from hf_vcr.metrics.vcr import rounded_json, write_leaderboard_csv  # noqa: E402
-from hf_vcr.model_card import write_model_card  # noqa: E402
+from hf_vcr.model_card import train_command, write_model_card  # noqa: E402
 from hf_vcr.trainers.vcr_components import build_collator, build_model, build_tokenizer, prepare_splits  # noqa: E402
 from hf_vcr.trainers.vcr_config import VcrDataArguments, VcrModelArguments, VcrTrainingConfig  # noqa: E402
 from hf_vcr.trainers.vcr_trainer import VcrTrainer, evaluate_q2ar, multiple_choice_accuracy  # noqa: E402
@@ -32,10 +32,9 @@ from transformers import set_seed  # noqa: E402
 
 TASK_NAMES = {"q2a": "Q→A", "qa2r": "QA→R", "qr2a": "QR→A"}
 DONE = "training_complete"
-COMMAND_LINE: list[str] = []
 
 
-def train_task(task, model_args, data_args, args, tokenizer, train, evaluation):
+def train_task(task, model_args, data_args, args, tokenizer, train, evaluation, argv=None):
     task_args = args.__class__(**{**args.to_dict(), "output_dir": os.path.join(args.output_dir, task)})
     task_args.hub_model_id = f"{args.hub_model_id}-{task}" if args.hub_model_id else None
     set_seed(args.seed)
@@ -60,13 +59,13 @@ def train_task(task, model_args, data_args, args, tokenizer, train, evaluation):
         with open(done) as f:
             metrics = json.load(f)
     else:
-        metrics = train_and_save(trainer, task, task_args, args, data_args, done)
+        metrics = train_and_save(trainer, task, task_args, args, data_args, done, argv)
     if args.push_to_hub:
         trainer.push_to_hub(commit_message=f"{TASK_NAMES[task]} model trained with hf_vcr")
     return trainer, metrics
 
 
-def train_and_save(trainer, task, task_args, args, data_args, done):
+def train_and_save(trainer, task, task_args, args, data_args, done, argv=None):
     trainer.train_resuming()
     metrics = trainer.evaluate()
     trainer.save_model()
@@ -85,14 +84,13 @@ def train_and_save(trainer, task, task_args, args, data_args, done):
                              "per_device_train_batch_size", "gradient_accumulation_steps", "seed", "warmup_steps")},
             metrics={"accuracy": metrics.get("eval_accuracy")},
             load_path=task_args.hub_model_id or task_args.output_dir,
-            train_command="python scripts/train_vcr.py " + " ".join(COMMAND_LINE),
+            train_command=train_command("train_vcr.py", argv),
         )
         atomic_write_json(done, metrics)
     return metrics
 
 
 def main(argv=None):
-    COMMAND_LINE[:] = sys.argv[1:] if argv is None else argv
     model_args, data_args, args = parse_config([VcrModelArguments, VcrDataArguments, VcrTrainingConfig], argv)
     train, evaluation, eval_path = prepare_splits(data_args, args)
     tokenizer = build_tokenizer(model_args, train)
@@ -102,7 +100,7 @@ def main(argv=None):
         raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASK_NAMES)}")
     trainers, results = {}, {}
     for task in tasks:
-        trainers[task], results[task] = train_task(task, model_args, data_args, args, tokenizer, train, evaluation)
+        trainers[task], results[task] = train_task(task, model_args, data_args, args, tokenizer, train, evaluation, argv)
     if "q2a" in trainers and "qa2r" in trainers:
         kw = dict(max_length=data_args.max_length, reference_style=data_args.reference_style,
                   max_objects=trainers["q2a"].model.config.max_objects)

@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 
 from ..utils.checkpoints import atomic_write_json
-from .lskd import LskdFormatError, lskd_text, parse_lskd_line, read_region_file, record_regions, record_tokens
+from .lskd import LskdFormatError, load_lskd_object, lskd_text, parse_lskd_item, read_region_file, record_regions, record_tokens
 from .regions import localize
 
 
@@ -173,9 +173,10 @@ def filter_corpus(
                     report_lines.append({"line": line_no, "status": "malformed", "error": f"{where}: empty line"})
                     continue
                 try:
-                    rec = parse_lskd_line(text, input_path, line_no, region_index, require_rationale=with_rationale)
+                    obj = load_lskd_object(text, input_path, line_no)  # parsed once: validated, then written back
+                    rec = parse_lskd_item(obj, input_path, line_no, region_index, require_rationale=with_rationale)
                     ready.append((line_no, scorer.prepare(rec, where)))
-                    objs.append(json.loads(text))
+                    objs.append(obj)
                 except LskdFormatError as e:
                     report_lines.append({"line": line_no, "status": "malformed", "error": str(e)})
             scores = scorer.score([p for _, p in ready]) if ready else []

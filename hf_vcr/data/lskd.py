@@ -106,6 +106,18 @@ def read_region_file(path: str) -> dict[str, dict[int, list[list[float]]]]:
     return out
 
 
+def load_lskd_object(line: str, path: str, line_no: int) -> dict:
+    """One corpus line as its JSON object (raises :class:`LskdFormatError` naming file and line)."""
+    where = _where(path, line_no)
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise LskdFormatError(f"{where}: malformed JSON ({e.msg})") from None
+    if not isinstance(item, dict):
+        raise LskdFormatError(f"{where}: a corpus line must be a JSON object")
+    return item
+
+
 def parse_lskd_line(
     line: str,
     path: str,
@@ -114,13 +126,19 @@ def parse_lskd_line(
     require_rationale: bool = True,
 ) -> dict:
     """Validate one corpus line and return its record (raises :class:`LskdFormatError` naming file and line)."""
+    return parse_lskd_item(load_lskd_object(line, path, line_no), path, line_no, region_index, require_rationale)
+
+
+def parse_lskd_item(
+    item: dict,
+    path: str,
+    line_no: int,
+    region_index: Mapping[str, Mapping[int, list]] | None = None,
+    require_rationale: bool = True,
+) -> dict:
+    """Validate the JSON object of one corpus line (:func:`load_lskd_object`) and return its record; the object
+    itself is not changed."""
     where = _where(path, line_no)
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise LskdFormatError(f"{where}: malformed JSON ({e.msg})") from None
-    if not isinstance(item, dict):
-        raise LskdFormatError(f"{where}: a corpus line must be a JSON object")
     fields = ["image", "question", "answer"] + (["rationale"] if require_rationale else [])
     missing = [k for k in fields if k not in item]
     if missing:
@@ -138,8 +156,8 @@ def parse_lskd_line(
         regions = _regions_from_references(item["references"], where)
     else:
         raise LskdFormatError(f"{where}: no 'references' and no region file: the region boxes are unknown")
-    refs = [split_tokens(item[f])[1] for f in TEXT_FIELDS if f in item]
-    used = sorted({i for r in refs for ref in r for i in ref})
+    split = {f: split_tokens(item[f]) for f in TEXT_FIELDS if f in item}  # (words, refs) per text field
+    used = sorted({i for _, refs in split.values() for ref in refs for i in ref})
     unknown = [i for i in used if i not in regions]
     if unknown:
         raise LskdFormatError(f"{where}: region reference(s) {unknown} have no box (regions: {sorted(regions)})")
@@ -163,8 +181,7 @@ def parse_lskd_line(
         "prediction": float(pred) if pred is not None else None,
     }
     for field in TEXT_FIELDS:
-        words, rr = split_tokens(item[field]) if field in item else ([], [])
-        rec[f"{field}_words"], rec[f"{field}_refs"] = words, rr
+        rec[f"{field}_words"], rec[f"{field}_refs"] = split.get(field, ([], []))
     label = item.get("label")
     rec["label"] = critic_label_from_verdicts(label) if label is not None else None
     for k in ("qa_score", "r_score"):

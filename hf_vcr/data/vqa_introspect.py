@@ -89,9 +89,7 @@ def vqa_soft_scores(answers: Iterable[str]) -> dict[str, float]:
 # ------------------------------------------------------------------------------ files
 def read_introspect_json(path: str) -> dict[str, dict]:
     """Read and validate a VQA-Introspect json; errors name the file, the question id and the field."""
-    data = load_json_file(path, "VQA-Introspect file")
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object keyed by question id, got {type(data).__name__}")
+    data = load_json_file(path, "VQA-Introspect file", expect=dict, expected="a JSON object keyed by question id")
     for qid, rec in data.items():
         where = f"{path}, question id {qid}"
         if not isinstance(rec, dict):

@@ -11,19 +11,9 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 
-__all__ = ["unwrap_model", "capture_activations", "ActivationCapture"]
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """Strip DDP / DataParallel / compile wrappers (``.module`` / ``._orig_mod``)."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
+__all__ = ["capture_activations", "ActivationCapture"]
 
 
 class ActivationCapture:
@@ -44,7 +34,7 @@ class ActivationCapture:
 @contextmanager
 def capture_activations(model: torch.nn.Module, module_name: str = "fusion") -> Iterator[ActivationCapture]:
     """``with capture_activations(model, "fusion") as cap: out = model(...); A = cap.output``."""
-    base = unwrap_model(model)
+    base = extract_model_from_parallel(model, keep_torch_compile=False)  # DDP, DataParallel, DeepSpeed, compile
     try:
         module = base.get_submodule(module_name)
     except AttributeError:

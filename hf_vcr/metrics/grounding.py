@@ -82,17 +82,9 @@ def resize_map(array, height: int, width: int) -> np.ndarray:
 
 def _rankdata(x: np.ndarray) -> np.ndarray:
     """Ranks 1..n with ties given their average rank."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return ranks
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    # a group of c tied values ending at sorted position e (1-based) holds ranks e-c+1 .. e: mean e - (c-1)/2
+    return (np.cumsum(counts) - (counts - 1) / 2.0)[inverse.reshape(-1)]
 
 
 def spearman_rank_correlation(a, b) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -203,10 +203,6 @@ def evaluate_cli(argv: Sequence[str]) -> int:
 
     print(rounded_json(result))
     return 0
-
-
-def to_jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
 
 
 __all__ = [

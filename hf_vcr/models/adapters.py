@@ -73,9 +73,6 @@ def visualbert_vcr_config(
 class VisualBertForVcr(VisualBertForMultipleChoice):
     """``VisualBertForMultipleChoice`` taking hf_vcr batches and exposing ``pooled_output [B, C, H]``."""
 
-    def get_input_embeddings(self):
-        return self.visual_bert.embeddings.word_embeddings
-
     def visual_embeddings(self, boxes, box_mask, pixel_values=None, region_features=None) -> torch.Tensor:
         """Per-object visual embeddings ``[B, N, visual_embedding_dim]``."""
         cfg = self.config
@@ -161,9 +158,6 @@ class VisualBertForVcr(VisualBertForMultipleChoice):
 def input_embedding_module(model: torch.nn.Module) -> torch.nn.Embedding:
     """The word-embedding table of any hf_vcr-compatible scorer (``VcrForMultipleChoice``, adapters)."""
     model = getattr(model, "module", model)
-    vcr = getattr(model, "vcr", None)
-    if vcr is not None and hasattr(vcr, "text_encoder"):
-        return vcr.text_encoder.get_input_embeddings()
     try:
         emb = model.get_input_embeddings()
     except (NotImplementedError, AttributeError):

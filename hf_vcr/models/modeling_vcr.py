@@ -124,6 +124,12 @@ class VcrModel(VcrPreTrainedModel):
         feats = self.object_norm(feats + self.box_proj(torch.cat([b, area], dim=-1)))
         return feats * box_mask.unsqueeze(-1).to(feats.dtype)
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.text_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.text_encoder.set_input_embeddings(value)
+
     # -- forward ---------------------------------------------------------------------
     def forward(
         self,

@@ -28,7 +28,7 @@ from ..utils.checkpoints import atomic_directory, atomic_write_json, save_pretra
 from ..utils.distributed import gathered_parameters, prepare_frozen_model
 from .arc_config import ArcConfig
 from .base import HfVcrTrainer, sub_model_location
-from .coupling_data import MultiViewCollator, finish_coupled_run, merge_views, save_sub_models, view_inputs
+from .coupling_data import MultiViewCollator, finish_coupled_run, merge_views, save_sub_models, stage_args, view_inputs
 from .vcr_trainer import VcrTrainer, multiple_choice_accuracy
 
 DONE = "training_complete"
@@ -201,11 +201,6 @@ def cache_columns(cache: dict, annot_ids: Sequence[str], where: str) -> Dataset:
 # ----------------------------------------------------------------------------- Algorithm 1
 
 
-def _stage_args(args: ArcConfig, **changes) -> ArcConfig:
-    values = {**args.to_dict(), **changes}
-    return args.__class__(**values)
-
-
 def run_arc(
     args: ArcConfig,
     train: Dataset,
@@ -247,7 +242,7 @@ def run_arc(
     f_c_dir = os.path.join(out, "f_C")
     if not os.path.isfile(os.path.join(f_c_dir, DONE)):
         steps = args.teacher_eval_steps
-        stage1_args = _stage_args(
+        stage1_args = stage_args(
             args,
             output_dir=os.path.join(out, "stage1"),
             num_train_epochs=args.teacher_num_train_epochs,
@@ -315,7 +310,7 @@ def run_arc(
     if args.kd_r_variant == "released":
         projection = args.kd_r_projection_dim or f_r.config.hidden_size
     model = ArcModel(f_a, f_r, projection, teacher_dim=teacher.config.hidden_size)
-    stage2_args = _stage_args(args, output_dir=os.path.join(out, "stage2"))
+    stage2_args = stage_args(args, output_dir=os.path.join(out, "stage2"))
     trainer = ArcTrainer(
         model=model,
         args=stage2_args,
@@ -335,9 +330,7 @@ def run_arc(
 
 def write_arc_outputs(out: str, model: ArcModel, tokenizer, metrics: dict, args: ArcConfig) -> None:
     """f_A and f_R (``from_pretrained``-loadable) beside f_C, and the model cards."""
-    import sys
-
-    from ..model_card import write_model_card
+    from ..model_card import train_command, write_model_card
 
     save_sub_models(out, model, tokenizer)
     common = dict(
@@ -346,7 +339,7 @@ def write_arc_outputs(out: str, model: ArcModel, tokenizer, metrics: dict, args:
         architecture=type(model.answer_model).__name__,
         task_type="multiple-choice",
         dataset_name="VCR",
-        train_command="python scripts/train_arc.py " + " ".join(sys.argv[1:]),
+        train_command=train_command("train_arc.py"),
         hyperparameters={k: getattr(args, k) for k in ("alpha", "beta", "kd_temperature", "kd_scale_by_t2", "kd_r_variant",
                                                         "teacher_mode", "learning_rate", "num_train_epochs", "per_device_train_batch_size",
                                                         "seed", "backbone")},

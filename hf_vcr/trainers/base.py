@@ -29,26 +29,32 @@ class HfVcrTrainer(Trainer):
         repair_deepspeed_cpu_state()
         super().__init__(*args, **kwargs)
         fill_deepspeed_hidden_size_keys(self.args, self.model)
-        self._component_logs: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._component_logs: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     # ---------------------------------------------------------------- logging
     def record(self, **components: torch.Tensor | float) -> None:
-        """Store loss components of the current step for the next ``log`` call."""
+        """Store loss components of the current step for the next ``log`` call (no sync here: the step stays
+        asynchronous, and ``log`` gathers every component across processes in one collective)."""
         mode = "train" if self.model.training else "eval"
         for name, value in components.items():
             if value is None:
                 continue
             t = value.detach().float().reshape(()) if torch.is_tensor(value) else torch.tensor(float(value))
-            t = self.accelerator.gather(t.to(self.accelerator.device)).mean()
-            self._component_logs[mode][name].append(t.item())
+            self._component_logs[mode][name].append(t)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
         prefix = "eval_" if mode == "eval" else ""
-        for name, values in self._component_logs[mode].items():
-            if values:
-                logs[prefix + name] = sum(values) / len(values)
-        self._component_logs[mode].clear()
+        pending = self._component_logs[mode]
+        names = sorted(n for n, values in pending.items() if values)  # the same order on every process
+        if names:
+            device = self.accelerator.device
+            local = torch.stack([torch.stack([v.to(device) for v in pending[n]]).mean() for n in names])
+            # every process records the same components for the same number of steps, so the mean of the
+            # processes' interval means is the mean over all steps and processes
+            means = self.accelerator.gather(local).reshape(-1, len(names)).mean(0)
+            logs.update({prefix + n: m for n, m in zip(names, means.tolist())})
+        pending.clear()
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------- Hub

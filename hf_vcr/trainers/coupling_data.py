@@ -21,7 +21,8 @@ from datasets import Dataset, concatenate_datasets
 from ..data.collator import VcrCollator
 
 TEXT_KEYS = ("input_ids", "token_type_ids", "attention_mask", "object_ids")
-VISUAL_KEYS = ("object_ids", "boxes", "box_mask", "pixel_values", "region_features")
+# visual tensors every view of an item shares (collated once, not per view)
+SHARED_VISUAL_KEYS = ("boxes", "box_mask", "pixel_values", "region_features")
 SHARED_COLUMNS = ("annot_id", "boxes", "image_path", "img_fn", "width", "height")
 
 
@@ -51,14 +52,17 @@ def merge_views(views: dict[str, Dataset], extra: Dataset | None = None) -> Data
     return concatenate_datasets([shared] + parts, axis=1)
 
 
-def view_inputs(batch: dict[str, torch.Tensor], prefix: str, with_labels: bool = False) -> dict[str, torch.Tensor]:
+def stage_args(args, **changes):
+    """A copy of the training arguments with some fields changed (one stage's output_dir, steps, ...)."""
+    return args.__class__(**{**args.to_dict(), **changes})
+
+
+def view_inputs(batch: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Model keyword arguments of one view: its text tensors plus the shared visual tensors."""
     out = {k: batch[f"{prefix}_{k}"] for k in TEXT_KEYS if f"{prefix}_{k}" in batch}
-    for k in ("boxes", "box_mask", "pixel_values", "region_features"):
+    for k in SHARED_VISUAL_KEYS:
         if k in batch:
             out[k] = batch[k]
-    if with_labels:
-        out["labels"] = batch[f"{prefix}_labels"]
     return out
 
 
@@ -74,7 +78,6 @@ class MultiViewCollator:
     tensor_fields: Sequence[str] = ()
     answer_slots: tuple[str, str] | None = None  # (q2a prefix, joint prefix)
     max_length: int = 128
-    keep_annot_ids: bool = False
     _text: VcrCollator | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
@@ -99,7 +102,7 @@ class MultiViewCollator:
         for n, prefix in enumerate(present):
             part = self._view(examples, prefix, self.base if n == 0 else self._text)
             for k, v in part.items():
-                if k in ("boxes", "box_mask", "pixel_values", "region_features"):
+                if k in SHARED_VISUAL_KEYS:
                     batch[k] = v
                 else:
                     batch[f"{prefix}_{k}"] = v

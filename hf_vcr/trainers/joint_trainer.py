@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Callable
 
 import numpy as np
@@ -35,7 +34,7 @@ from ..losses.multiple_choice import multiple_choice_loss
 from ..models.joint_coupling import AnswerConditionedRationaleScorer, all_answers_weights, one_hot_weights
 from .arc_trainer import coupled_metrics
 from .base import HfVcrTrainer, sub_model_location
-from .coupling_data import MultiViewCollator, finish_coupled_run, merge_views, save_sub_models, view_inputs
+from .coupling_data import MultiViewCollator, finish_coupled_run, merge_views, save_sub_models, stage_args, view_inputs
 from .joint_config import JointConfig
 
 DONE = "training_complete"
@@ -43,10 +42,6 @@ DONE = "training_complete"
 
 def rationale_labels(joint_labels: torch.Tensor) -> torch.Tensor:
     return torch.where(joint_labels >= 0, joint_labels % 4, torch.full_like(joint_labels, -100))
-
-
-def answer_labels(joint_labels: torch.Tensor) -> torch.Tensor:
-    return torch.where(joint_labels >= 0, joint_labels // 4, torch.full_like(joint_labels, -100))
 
 
 class JointCouplingModel(nn.Module):
@@ -148,7 +143,7 @@ def joint_metrics(eval_pred) -> dict[str, float]:
 
 
 def build_joint_datasets(train: Dataset, evaluation: Dataset, tokenizer, *, max_length: int, reference_style: str,
-                         max_objects: int, main_process_first=None) -> tuple[Dataset, Dataset]:
+                         max_objects: int) -> tuple[Dataset, Dataset]:
     kw = dict(max_length=max_length, reference_style=reference_style, max_objects=max_objects)
     out = []
     for ds in (train, evaluation):
@@ -190,7 +185,7 @@ def run_joint(
                                                  reference_style=reference_style, max_objects=cfg.max_objects)
     trainer = JointTrainer(
         model=model,
-        args=args.__class__(**{**args.to_dict(), "output_dir": os.path.join(out, "checkpoints")}),
+        args=stage_args(args, output_dir=os.path.join(out, "checkpoints")),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         data_collator=make_joint_collator(cfg, tokenizer, max_length=2 * max_length, **(collator_kwargs or {})),
@@ -204,7 +199,7 @@ def run_joint(
 
 
 def write_joint_outputs(out: str, model: JointCouplingModel, tokenizer, metrics: dict, args: JointConfig) -> None:
-    from ..model_card import write_model_card
+    from ..model_card import train_command, write_model_card
 
     save_sub_models(out, model, tokenizer)
     common = dict(
@@ -212,7 +207,7 @@ def write_joint_outputs(out: str, model: JointCouplingModel, tokenizer, metrics:
         architecture=type(model.answer_model).__name__,
         task_type="multiple-choice",
         dataset_name="VCR",
-        train_command="python scripts/train_joint.py " + " ".join(sys.argv[1:]),
+        train_command=train_command("train_joint.py"),
         hyperparameters={k: getattr(args, k) for k in ("coupling", "loss_ratio", "gumbel_tau_start", "gumbel_tau_end",
                                                         "gumbel_anneal_epochs", "rl_num_samples", "learning_rate",
                                                         "num_train_epochs", "per_device_train_batch_size", "seed", "backbone")},

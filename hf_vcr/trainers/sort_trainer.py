@@ -71,7 +71,8 @@ class SortTrainer(HfVcrTrainer):
             scores, valid = ground_truth_scores(out.logits, labels)
             g = gradcam_vectors(scores, cap.output, create_graph=create_graph)
             l_cg = contrastive_gradient_loss(g, roles, item_index, valid, mode=args.sort_mode, eps=args.cosine_eps)
-            if args.sort_mode == "sq_iq" and model.training and not bool((roles == ROLE_IRRELEVANT).any()) and not self._warned_no_iq:
+            # flag first: the .any() check syncs with the device, once is enough
+            if not self._warned_no_iq and args.sort_mode == "sq_iq" and model.training and not bool((roles == ROLE_IRRELEVANT).any()):
                 self._warned_no_iq = True
                 logger.warning(
                     "sort_mode='sq_iq' but the batch has no irrelevant questions (VQA-Introspect loaded without the VQAv2 "

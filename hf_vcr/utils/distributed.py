@@ -58,6 +58,11 @@ def largest_hidden_size(model) -> int | None:
     return max(sizes) if sizes else None
 
 
+def zero_bucket_sizes(h: int) -> dict[str, int]:
+    """DeepSpeed's hidden-size-based ``zero_optimization`` entries, as transformers derives them: h², 0.9 h², 10 h."""
+    return {"reduce_bucket_size": h * h, "stage3_prefetch_bucket_size": int(0.9 * h * h), "stage3_param_persistence_threshold": 10 * h}
+
+
 def prepare_frozen_model(accelerator, model):
     """A frozen model that runs beside the trained one (ARC's live QR→A teacher), prepared as TRL prepares
     reference models.
@@ -84,7 +89,7 @@ def prepare_frozen_model(accelerator, model):
     h = largest_hidden_size(model)
     if zero.get("stage", 0) == 3:
         if h:
-            zero.update(reduce_bucket_size=h * h, stage3_prefetch_bucket_size=int(0.9 * h * h), stage3_param_persistence_threshold=10 * h)
+            zero.update(zero_bucket_sizes(h))
     else:
         zero["stage"] = 0
     for section in (config, zero, config.get("bf16", {}), config.get("fp16", {})):
@@ -110,10 +115,9 @@ def fill_deepspeed_hidden_size_keys(args, model) -> None:
     h = largest_hidden_size(model)
     if h is None:
         return
-    ds.fill_only("zero_optimization.reduce_bucket_size", h * h)
-    if ds.is_zero3():
-        ds.fill_only("zero_optimization.stage3_prefetch_bucket_size", int(0.9 * h * h))
-        ds.fill_only("zero_optimization.stage3_param_persistence_threshold", 10 * h)
+    for key, value in zero_bucket_sizes(h).items():
+        if key == "reduce_bucket_size" or ds.is_zero3():
+            ds.fill_only(f"zero_optimization.{key}", value)
 
 
 def gathered_parameters(model):
