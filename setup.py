@@ -6,9 +6,14 @@ setup(
     description="Visual commonsense reasoning methods (ARC, joint coupling, SOrT, EIGV, LSKD) for the Hugging Face ecosystem",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["hf_vcr", "hf_vcr.*"]),
+    # model_cards/ stays at the top of the repository and ships as the sub-package hf_vcr.model_cards.
+    packages=find_packages(include=["hf_vcr", "hf_vcr.*"]) + ["hf_vcr.model_cards"],
+    package_dir={"hf_vcr.model_cards": "model_cards"},
     include_package_data=True,
-    package_data={"hf_vcr": ["metrics/modules/*/*.py", "model_cards/*.j2"]},
+    package_data={
+        "hf_vcr": ["metrics/modules/*/*.py", "configs/*.yaml", "configs/accelerate/*.yaml", "configs/deepspeed/*.json"],
+        "hf_vcr.model_cards": ["*.j2"],
+    },
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",

@@ -14,20 +14,17 @@ last line printed is ``ratio=<EIGV/ERM> target<=<1.1*(2+N)> ...``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from hf_vcr.models.configuration_videoqa import TINY_TEXT_CONFIG, VideoQaConfig  # noqa: E402
-from hf_vcr.models.modeling_videoqa import VideoQaForMultipleChoice  # noqa: E402
-from hf_vcr.trainers.eigv_config import EigvConfig  # noqa: E402
-from hf_vcr.trainers.eigv_trainer import ClipMemoryBank, eigv_views_step  # noqa: E402
+from hf_vcr.models.configuration_videoqa import TINY_TEXT_CONFIG, VideoQaConfig
+from hf_vcr.models.modeling_videoqa import VideoQaForMultipleChoice
+from hf_vcr.trainers.eigv_config import EigvConfig
+from hf_vcr.trainers.eigv_trainer import ClipMemoryBank, eigv_views_step
 
 
 def main(argv=None) -> float:

@@ -14,24 +14,21 @@ alternating, median of ``--steps`` steps after warm-up. The last line printed is
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from hf_vcr.losses.gradcam import capture_activations  # noqa: E402
-from hf_vcr.losses.sort import (  # noqa: E402
+from hf_vcr.losses.gradcam import capture_activations
+from hf_vcr.losses.sort import (
     contrastive_gradient_loss,
     gradcam_vectors,
     ground_truth_scores,
     role_bce_losses,
     sort_total_loss,
 )
-from hf_vcr.models.modeling_vqa import VqaConfig, VqaForClassification  # noqa: E402
+from hf_vcr.models.modeling_vqa import VqaConfig, VqaForClassification
 
 
 def make_batch(items: int, subs: int, irrelevant: int, regions: int, dim: int, vocab: int, answers: int, seed: int = 0):

@@ -13,25 +13,23 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-from transformers import TrainerCallback, get_linear_schedule_with_warmup  # noqa: E402
+import torch
+from torch.utils.data import DataLoader
+from transformers import TrainerCallback, get_linear_schedule_with_warmup
 
-from hf_vcr.data.collator import VcrCollator  # noqa: E402
-from hf_vcr.data.synthetic_vcr import write_vcr_corpus  # noqa: E402
-from hf_vcr.data.tokenization import build_word_tokenizer  # noqa: E402
-from hf_vcr.data.vcr import load_vcr, tokenize_view  # noqa: E402
-from hf_vcr.losses.multiple_choice import multiple_choice_loss  # noqa: E402
-from hf_vcr.models import VcrConfig, VcrForMultipleChoice  # noqa: E402
-from hf_vcr.trainers.vcr_components import corpus_words  # noqa: E402
-from hf_vcr.trainers.vcr_config import VcrTrainingConfig  # noqa: E402
-from hf_vcr.trainers.vcr_trainer import VcrTrainer  # noqa: E402
+from hf_vcr.data.collator import VcrCollator
+from hf_vcr.data.synthetic_vcr import write_vcr_corpus
+from hf_vcr.data.tokenization import build_word_tokenizer
+from hf_vcr.data.vcr import load_vcr, tokenize_view
+from hf_vcr.losses.multiple_choice import multiple_choice_loss
+from hf_vcr.models import VcrConfig, VcrForMultipleChoice
+from hf_vcr.trainers.vcr_components import corpus_words
+from hf_vcr.trainers.vcr_config import VcrTrainingConfig
+from hf_vcr.trainers.vcr_trainer import VcrTrainer
 
 
 class StepTimes(TrainerCallback):

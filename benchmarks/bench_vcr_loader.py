@@ -13,16 +13,14 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from hf_vcr.data.synthetic_vcr import write_vcr_corpus  # noqa: E402
-from hf_vcr.data.vcr import load_vcr, tokenize_view  # noqa: E402
-from hf_vcr.trainers.vcr_components import corpus_words  # noqa: E402
-from hf_vcr.data.tokenization import build_word_tokenizer  # noqa: E402
+from hf_vcr.data.synthetic_vcr import write_vcr_corpus
+from hf_vcr.data.vcr import load_vcr, tokenize_view
+from hf_vcr.trainers.vcr_components import corpus_words
+from hf_vcr.data.tokenization import build_word_tokenizer
 
 
 def main():

@@ -17,6 +17,7 @@ Everything goes through ``huggingface_hub``, so the usual environment applies: `
 from __future__ import annotations
 
 import os
+from importlib import resources
 import re
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -24,10 +25,14 @@ from urllib.parse import urlsplit
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 from huggingface_hub.errors import OfflineModeIsEnabled
 
-_REPO_TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_cards")
+# The templates ship as the package data of hf_vcr.model_cards (the top-level model_cards/ folder).
+_REPO_TEMPLATES = str(resources.files("hf_vcr.model_cards"))
 DATASET_CARD_TEMPLATE = "dataset_card.md.j2"
-# temporary files of interrupted atomic writes, locks, caches, and intermediate Trainer checkpoints
-DEFAULT_IGNORE_PATTERNS = (".tmp-*", "*/.tmp-*", "*.lock", ".cache/*", "checkpoint-*")
+# temporary files of interrupted atomic writes, locks, caches, intermediate Trainer checkpoints, and pickles: a
+# ``training_args.bin`` is a pickle (unsafe to load, and it holds ``hub_token`` in clear); hf_vcr's trainers write
+# ``training_args.json`` (secrets redacted) instead, which is pushed
+PICKLE_PATTERNS = ("*training_args.bin", "*.pkl", "*.pickle")
+DEFAULT_IGNORE_PATTERNS = (".tmp-*", "*/.tmp-*", "*.lock", ".cache/*", "checkpoint-*") + PICKLE_PATTERNS
 _CONFIG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 __all__ = [
@@ -148,6 +153,7 @@ def push_checkpoint(
 
     ``local_dir`` is a ``save_pretrained`` directory: it must hold ``config.json`` and, unless
     ``require_model_card=False``, the ``README.md`` model card written by :func:`hf_vcr.model_card.write_model_card`.
+    No pickle is ever uploaded (``training_args.bin``, ``*.pkl``): hf_vcr's trainers save ``training_args.json``.
     Temporary files of interrupted atomic writes (``.tmp-*``), locks, ``.cache/`` and intermediate Trainer
     ``checkpoint-*`` folders are not uploaded (pass ``ignore_patterns`` to change this).  Returns the ``CommitInfo``
     (``.oid``, ``.commit_url``).
@@ -183,7 +189,8 @@ def push_checkpoint(
             commit_message=commit_message,
             commit_description=commit_description,
             revision=revision,
-            ignore_patterns=list(ignore_patterns) if ignore_patterns is not None else list(DEFAULT_IGNORE_PATTERNS),
+            # never a pickle, whatever the caller's patterns
+            ignore_patterns=list(ignore_patterns if ignore_patterns is not None else DEFAULT_IGNORE_PATTERNS) + list(PICKLE_PATTERNS),
         )
     except Exception as exc:  # noqa: BLE001
         raise _wrap(exc, step="upload", repo_id=repo_id, repo_type="model", what=what) from exc

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from typing import Any, Mapping, Sequence
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .utils.checkpoints import atomic_write_text
 
-_REPO_TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_cards")
+# The templates ship as the package data of hf_vcr.model_cards (the top-level model_cards/ folder).
+_REPO_TEMPLATES = str(resources.files("hf_vcr.model_cards"))
 DEFAULT_TEMPLATE = "model_card.md.j2"
 
 
@@ -29,10 +31,15 @@ def _plain(value: Any) -> Any:
 
 
 def train_command(script: str, argv: Sequence[str] | None = None) -> str:
-    """The command line that trained a model, for its card: ``python scripts/<script> <argv>`` (``sys.argv`` by default)."""
+    """The command line that trained a model, for its card: ``python scripts/<script> <argv>`` (``sys.argv`` by default),
+    with every secret (``--hub_token``, any ``*token*``/``*key*``/``*secret*``/``*password*`` option, any known token
+    value) replaced by ``<redacted>`` (:func:`hf_vcr.utils.secrets.redact_argv`)."""
+    import shlex
     import sys
 
-    return f"python scripts/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
+    from .utils.secrets import redact_argv
+
+    return f"python scripts/{script} " + " ".join(shlex.quote(a) for a in redact_argv(sys.argv[1:] if argv is None else argv))
 
 
 def render_model_card(
@@ -50,6 +57,7 @@ def render_model_card(
     metrics: Mapping[str, float] | None = None,
     datasets_used: list[str] | None = None,
     dataset_id: str | None = None,
+    eval_dataset_name: str | None = None,
     base_model: str | None = None,
     sub_models: Mapping[str, str] | None = None,
     load_path: str | None = None,
@@ -62,8 +70,8 @@ def render_model_card(
     eval_results = [
         EvalResult(
             task_type=task_type,
-            dataset_type=dataset_id or dataset_name,
-            dataset_name=dataset_name,
+            dataset_type=dataset_id or eval_dataset_name or dataset_name,
+            dataset_name=eval_dataset_name or dataset_name,  # the scores are on the evaluation data, named as it is
             metric_type=name,
             metric_name=name,
             metric_value=value,
@@ -90,6 +98,7 @@ def render_model_card(
         base_model=base_model,
         sub_models=dict(sub_models or {}),
         datasets_used=datasets_used or [dataset_name],
+        eval_dataset=eval_dataset_name or dataset_name,
         hyperparameters={k: _plain(v) for k, v in (hyperparameters or {}).items()},
         results=metrics,
         load_path=load_path or model_name,
@@ -100,7 +109,9 @@ def render_model_card(
 
 def write_model_card(output_dir: str, **kwargs) -> str:
     """Render a card (see :func:`render_model_card`) to ``output_dir/README.md`` atomically."""
+    from .utils.secrets import scrub
+
     card = render_model_card(**kwargs)
     path = os.path.join(output_dir, "README.md")
-    atomic_write_text(path, str(card))
+    atomic_write_text(path, scrub(str(card)))  # a token in any field (a path, a hyper-parameter) never reaches a card
     return path

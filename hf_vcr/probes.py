@@ -21,19 +21,7 @@ from datasets import Dataset
 
 from .data.collator import VcrCollator
 from .data.vcr import _token_objects, load_vcr, render_view, tokenize_view
-
-
-@torch.no_grad()
-def predict_logits(model, view: Dataset, collator: VcrCollator, batch_size: int = 64, device="cpu") -> np.ndarray:
-    """Logits ``[N, C]`` of ``model`` on a tokenized view, in order, in evaluation mode."""
-    model.eval()
-    loader = torch.utils.data.DataLoader(view, batch_size=batch_size, shuffle=False, collate_fn=collator)
-    out = []
-    for batch in loader:
-        batch.pop("labels", None)
-        batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
-        out.append(model(**batch)["logits"].float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 4), dtype=np.float32)
+from .predict.common import predict_logits  # noqa: F401  (one batched inference loop for probes and predict)
 
 
 def _accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
@@ -225,14 +213,18 @@ def probe_cli(argv=None) -> int:
     layer = a.attention_layer if a.attention_layer == "mean" else int(a.attention_layer)
     try:
         ratios = answer_attention_ratios(f_r, ds, tokenizer, collator, layer=layer, **kw)
-        out["answer_attention_ratio_median"] = float(np.median(ratios))
+        out["answer_attention_percent_median"] = 100.0 * float(np.median(ratios))
     except ValueError as e:  # not an attention model
-        out["answer_attention_ratio_median"] = None
+        out["answer_attention_percent_median"] = None
         print(f"eq. 1 skipped: {e}", file=sys.stderr)
     if a.paraphrased:
         out.update(evaluate_paraphrased(f_a, f_r, ds, a.paraphrased, tokenizer, collator, images_dir=a.images_dir, **kw))
+    from .metrics.vcr import rounded_json
+
+    # every figure in percent (the eq. 1 ratio too: the paper's 0.72-0.86 is 72-86 here), two decimals, null for undefined
+    printed = rounded_json(out)
     if a.output:
-        atomic_write_json(a.output, out)
-    print(json.dumps(out))
+        atomic_write_json(a.output, json.loads(printed))
+    print(printed)
     return 0
 

@@ -15,7 +15,7 @@ from hf_vcr.data.synthetic_lskd import write_synthetic_lskd
 
 torch.set_num_threads(1)  # tiny ops: extra threads only spin on a shared machine
 
-BAD_LINES = {5: "{not json", 9: "missing-image", 12: "bad-reference", 15: ""}
+BAD_LINES = {5: "{not json", 9: "missing-image", 12: "bad-reference", 15: "", 20: "negative-id", 24: "nan-box"}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,11 @@ def setup(tmp_path_factory):
                 lines.append(json.dumps({**rec, "image": "images/missing.png"}))
             elif kind == "bad-reference":
                 lines.append(json.dumps({**rec, "question": ["is", [11], "red", "?"]}))
+            elif kind == "negative-id":  # issue 14: used to abort the whole run with a bare ValueError
+                lines.append(json.dumps({**rec, "references": rec["references"] + [{"name": "-1", "boxes": [[0, 0, 2, 2]]}]}))
+            elif kind == "nan-box":
+                ref = {**rec["references"][0], "boxes": [[0, 0, float("nan"), 2]]}
+                lines.append(json.dumps({**rec, "references": [ref]}))
             else:
                 lines.append(kind)
         else:
@@ -49,7 +54,7 @@ def setup(tmp_path_factory):
                                 "black white green blue red yellow"])
     torch.manual_seed(0)
     critic = LskdCriticModel(tiny_critic_config(vocab_size=len(tok)))
-    torch.nn.init.normal_(critic.critic_head.weight, std=2.0)  # spread the scores of a random critic
+    torch.nn.init.normal_(critic.itm_head.weight, std=2.0)  # spread the scores of a random critic
     critic_dir = os.path.join(d, "critic")
     critic.save_pretrained(critic_dir)
     tok.save_pretrained(critic_dir)
@@ -58,7 +63,9 @@ def setup(tmp_path_factory):
     probe = os.path.join(d, "probe.jsonl")
     filter_corpus(critic_dir, corpus, probe, threshold=0.0, images_dir=d, batch_size=8, progress_bar=False)
     scores = sorted(json.loads(l)["prediction"] for l in open(probe))
-    threshold = round(scores[len(scores) // 2], 6)
+    k = len(scores) // 2
+    assert scores[k - 1] < scores[k]
+    threshold = (scores[k - 1] + scores[k]) / 2  # between two scores: no line sits on the threshold after rounding
     return {"dir": d, "corpus": corpus, "critic": critic_dir, "threshold": threshold, "n": 40}
 
 
@@ -77,7 +84,8 @@ def test_every_input_line_is_accounted_for(setup, tmp_path):
     assert sorted(summary["malformed_lines"]) == sorted(BAD_LINES)
     errors = {r["line"]: r["error"] for r in report if r["status"] == "malformed"}
     assert "malformed JSON" in errors[5] and "image file not found" in errors[9] and "[11]" in errors[12] and "empty line" in errors[15]
-    assert all(f"line {n}" in errors[n] for n in (5, 9, 12, 15))
+    assert "negative region id" in errors[20] and "NaN or infinite" in errors[24]
+    assert all(f"{setup['corpus']}, line {n}" in errors[n] for n in BAD_LINES), errors
     assert all(k["prediction"] >= setup["threshold"] for k in kept)
     dropped = [r for r in report if r["status"] == "dropped"]
     assert all(r["score"] < setup["threshold"] for r in dropped)
@@ -128,7 +136,7 @@ def test_resume_after_kill_neither_duplicates_nor_skips(setup, tmp_path, capsys)
     assert open(out + ".report.jsonl").read() == open(reference + ".report.jsonl").read()
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["kept"] + summary["dropped"] + summary["malformed"] == setup["n"]
-    assert "malformed 4 at lines [5, 9, 12, 15]" in captured.err and "filter-corpus" in captured.err  # summary + progress bar
+    assert f"malformed {len(BAD_LINES)} at lines {sorted(BAD_LINES)}" in captured.err and "filter-corpus" in captured.err  # summary + progress bar
 
 
 def test_refuses_to_mix_runs(setup, tmp_path):
@@ -140,3 +148,13 @@ def test_refuses_to_mix_runs(setup, tmp_path):
     filter_corpus(setup["critic"], setup["corpus"], out, threshold=0.5, images_dir=setup["dir"], progress_bar=False, restart=True)
     with pytest.raises(ValueError, match="belongs to another run"):
         filter_corpus(setup["critic"], setup["corpus"], out, threshold=0.9, images_dir=setup["dir"], progress_bar=False)
+
+
+def test_empty_input_is_an_error(setup, tmp_path):
+    """Issue 15: an empty corpus used to end with "0 lines" and exit 0."""
+    empty = tmp_path / "empty.jsonl"
+    for content in ("", "\n  \n"):
+        empty.write_text(content)
+        with pytest.raises(ValueError, match="empty.jsonl: the input corpus is empty"):
+            filter_corpus(setup["critic"], str(empty), str(tmp_path / "out.jsonl"), progress_bar=False)
+    assert not os.path.exists(tmp_path / "out.jsonl")

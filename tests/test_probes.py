@@ -138,6 +138,9 @@ def test_probe_cli_on_saved_models(corpus, tmp_path, capsys):
     out_json = tmp_path / "probes.json"
     assert probe_cli(["--rationale_model", str(tmp_path / "f_R"), "--annotations_dir", paths["annotations_dir"],
                       "--images_dir", paths["images_dir"], "--max_items", "6", "--output", str(out_json)]) == 0
-    figures = json.loads(out_json.read_text())
-    assert {"qa2r", "a2r", "answer_attention_ratio_median"} <= set(figures)
-    assert 0 < figures["answer_attention_ratio_median"] < 1
+    figures = json.loads(out_json.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert {"qa2r", "a2r", "answer_attention_percent_median"} <= set(figures)
+    assert 0 < figures["answer_attention_percent_median"] < 100  # percent, like the accuracies
+    # printed and written alike, rounded to two decimals as every hf_vcr figure
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == figures
+    assert all(v is None or round(v, 2) == v for v in figures.values())

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .vcr_format import resolve_under
+
 
 def load_image(path: str, size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, tuple[int, int]]:
     """RGB image resized to ``size`` (h, w) and normalised; also returns the original (w, h)."""
@@ -104,7 +106,9 @@ class VcrCollator:
     def _region_features(self, example: dict, n: int) -> torch.Tensor:
         if self.region_features_dir is None:
             raise ValueError("visual_source='features' needs region_features_dir")
-        path = os.path.join(self.region_features_dir, os.path.splitext(example["img_fn"])[0] + ".npy")
+        # img_fn comes from the annotation file: a path escaping the feature folder is an error, never read
+        where = f"region features of {example.get('annot_id')}"
+        path = resolve_under(self.region_features_dir, os.path.splitext(example["img_fn"])[0] + ".npy", "img_fn", where)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"region features not found for {example.get('annot_id')}: {path}")
         feats = torch.from_numpy(np.load(path)).float()

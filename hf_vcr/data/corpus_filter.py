@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 
 from ..utils.checkpoints import atomic_write_json
+from ..utils.run_guard import acquire_lock
 from .lskd import LskdFormatError, load_lskd_object, lskd_text, parse_lskd_item, read_region_file, record_regions, record_tokens
 from .regions import localize
 
@@ -38,6 +39,12 @@ def _progress_path(output: str) -> str:
 
 def _report_path(output: str) -> str:
     return output + ".report.jsonl"
+
+
+def _has_content(path: str) -> bool:
+    """Whether ``path`` has a non-blank line (reads only up to the first one)."""
+    with open(path, "rb") as f:
+        return any(raw.strip() for raw in f)
 
 
 def _input_signature(path: str) -> dict:
@@ -115,7 +122,11 @@ def filter_corpus(
         raise ValueError("batch_size must be >= 1")
     if not os.path.isfile(input_path):
         raise FileNotFoundError(f"input corpus not found: {input_path}")
+    if not _has_content(input_path):
+        raise ValueError(f"{input_path}: the input corpus is empty (no non-blank line): nothing to filter")
     progress_file, report_file = _progress_path(output_path), _report_path(output_path)
+    # one run per output: a second concurrent run refuses (the OS drops the lock of a killed run)
+    acquire_lock(output_path + ".lock", output_path, "hf-vcr filter-corpus run")
     signature = _input_signature(input_path)
     state = {**signature, "threshold": threshold, "offset": 0, "line": 0, "output_bytes": 0, "report_bytes": 0,
              "kept": 0, "dropped": 0, "malformed": 0, "malformed_lines": [], "done": False}

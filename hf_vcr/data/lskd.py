@@ -11,13 +11,14 @@ instead come from a separate region file whose rows are
 ``load_lskd`` keeps the lines whose critic score is at least ``threshold`` (0.8, the
 paper's value). The text a model sees is ``"Q Answer: A Rationale: R"`` (or ``"Q Answer: A"``)
 with regions named ``[k]``; :class:`LskdCollator` draws the regions into the image
-(:mod:`hf_vcr.data.regions`), optionally re-assigning ids and varying the regions shown.
+(:mod:`hf_vcr.data.regions`) and, in training, augments as the released data pipeline does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 from typing import Any, Iterator, Mapping, Sequence
@@ -57,8 +58,10 @@ def _parse_boxes(boxes: Any, rid: Any, where: str) -> list[list[float]]:
         raise LskdFormatError(f"{where}: region {rid}: 'boxes' must be a non-empty list of [x1, y1, x2, y2]")
     out = []
     for b in boxes:
-        if not isinstance(b, list) or len(b) < 4 or not all(isinstance(v, (int, float)) for v in b[:4]):
+        if not isinstance(b, list) or len(b) < 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b[:4]):
             raise LskdFormatError(f"{where}: region {rid}: bad box {b!r} (need [x1, y1, x2, y2])")
+        if not all(math.isfinite(v) for v in b[:4]):
+            raise LskdFormatError(f"{where}: region {rid}: box {b!r} has a NaN or infinite coordinate")
         if b[2] < b[0] or b[3] < b[1]:
             raise LskdFormatError(f"{where}: region {rid}: box {b!r} has x2 < x1 or y2 < y1")
         out.append([float(v) for v in b[:4]])
@@ -76,6 +79,8 @@ def _regions_from_references(references: Any, where: str) -> dict[int, list[list
             rid = int(ref["name"])
         except (TypeError, ValueError):
             raise LskdFormatError(f"{where}: reference name {ref['name']!r} is not a region id") from None
+        if rid < 0:
+            raise LskdFormatError(f"{where}: reference name {ref['name']!r} is a negative region id")
         regions[rid] = _parse_boxes(ref.get("boxes"), rid, where)
     return regions
 
@@ -100,6 +105,8 @@ def read_region_file(path: str) -> dict[str, dict[int, list[list[float]]]]:
                     key = int(rid)
                 except ValueError:
                     raise LskdFormatError(f"{where}: region id {rid!r} is not an integer") from None
+                if key < 0:
+                    raise LskdFormatError(f"{where}: region id {rid!r} is negative")
                 if not isinstance(loc, dict):
                     raise LskdFormatError(f"{where}: region {rid}: location must be an object with 'boxes'")
                 regions[key] = _parse_boxes(loc.get("boxes"), rid, where)
@@ -164,18 +171,23 @@ def parse_lskd_item(
     mentioned = item.get("region")
     if mentioned is None:
         mentioned = used
-    if not isinstance(mentioned, list) or any(not isinstance(i, int) or i not in regions for i in mentioned):
+    if not isinstance(mentioned, list) or any(not isinstance(i, int) or isinstance(i, bool) or i not in regions for i in mentioned):
         raise LskdFormatError(f"{where}: 'region' must list ids that have boxes, got {mentioned!r}")
-    pred = item.get("prediction")
-    if pred is not None and not isinstance(pred, (int, float)):
-        raise LskdFormatError(f"{where}: 'prediction' must be a number, got {pred!r}")
+    shown_all = item.get("region_all")
+    if shown_all is None:
+        shown_all = sorted(regions)
+    if not isinstance(shown_all, list) or any(not isinstance(i, int) or isinstance(i, bool) or i not in regions for i in shown_all):
+        raise LskdFormatError(f"{where}: 'region_all' must list ids that have boxes, got {shown_all!r}")
+    pred = _number(item, "prediction", where)
     ids = sorted(regions)
+    region = sorted(set(mentioned) | set(used))
     rec = {
         "image": item["image"],
         "source": str(item.get("source", "")),
         "index": int(item["index"]) if isinstance(item.get("index"), int) else line_no - 1,
         "line": line_no,
-        "region": sorted(set(mentioned) | set(used)),
+        "region": region,
+        "region_all": sorted(set(shown_all) | set(region)),  # every region the line shows (the mentioned ones included)
         "region_ids": ids,
         "region_boxes": [regions[i] for i in ids],
         "prediction": float(pred) if pred is not None else None,
@@ -183,13 +195,25 @@ def parse_lskd_item(
     for field in TEXT_FIELDS:
         rec[f"{field}_words"], rec[f"{field}_refs"] = split.get(field, ([], []))
     label = item.get("label")
-    rec["label"] = critic_label_from_verdicts(label) if label is not None else None
+    try:
+        rec["label"] = critic_label_from_verdicts(label) if label is not None else None
+    except ValueError as e:
+        raise LskdFormatError(f"{where}: {e}") from None
     for k in ("qa_score", "r_score"):
-        v = item.get(k)
-        if v is not None and not isinstance(v, (int, float)):
-            raise LskdFormatError(f"{where}: {k!r} must be a number, got {v!r}")
-        rec[k] = float(v) if v is not None else None
+        rec[k] = _number(item, k, where)
     return rec
+
+
+def _number(item: Mapping, key: str, where: str) -> float | None:
+    """A finite number (or None when absent): NaN would pass every threshold test as "not below" it."""
+    v = item.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise LskdFormatError(f"{where}: {key!r} must be a number, got {v!r}")
+    if not math.isfinite(v):
+        raise LskdFormatError(f"{where}: {key!r} is {v!r}; it must be a finite number")
+    return float(v)
 
 
 def read_lskd_jsonl(
@@ -220,6 +244,7 @@ FEATURES = Features(
         "index": Value("int64"),
         "line": Value("int64"),
         "region": HFSequence(Value("int64")),
+        "region_all": HFSequence(Value("int64")),
         "region_ids": HFSequence(Value("int64")),
         "region_boxes": HFSequence(HFSequence(HFSequence(Value("float32")))),
         "prediction": Value("float32"),
@@ -296,12 +321,24 @@ def record_tokens(rec: Mapping, field: str) -> list:
     return [list(r) if r else w for w, r in zip(rec[f"{field}_words"], rec[f"{field}_refs"])]
 
 
+DEFAULT_MAX_LENGTH = 128  # text tokens: the paper and the released configs (max_txt_len 128)
+
+
 class LskdCollator:
     """Rows of :func:`load_lskd` -> ``pixel_values``, ``input_ids``, ``attention_mask`` (+ critic targets).
 
-    Regions are drawn with :func:`hf_vcr.data.regions.localize`: with ``augment`` the ids are
-    re-assigned and the shown regions vary (the mentioned ones are always drawn); without it the
-    drawing is deterministic, so frozen vision outputs can be cached by ``example_ids``.
+    Regions are drawn with :func:`hf_vcr.data.regions.localize`. With ``augment`` (training) the collator does
+    what the released data pipeline (``UnifiedVQAChatGPTContrastiveDataset``) does:
+
+    * regions: with probability 1/2 only the mentioned ones, otherwise the line's ``region_all``, in a random
+      order, renumbered ``0..n-1`` in that order (``region_strategy="released"``; ``"uniform"`` is hf_vcr's
+      earlier augmentation, see :class:`~hf_vcr.data.regions.RegionAugmenter`);
+    * text: ``"Q Answer: A Rationale: R"`` with probability ``rationale_probability`` (default 1/2 with
+      ``augment``), ``"Q Answer: A"`` otherwise.
+
+    Without ``augment`` every region is drawn with its own id and the rationale is always added (with
+    ``with_rationale``): the drawing is deterministic, so frozen vision outputs can be cached by ``example_ids``.
+    ``with_rationale=False`` never adds it. Both random choices come from ``self.rng`` (seeded by ``seed``).
     """
 
     def __init__(
@@ -311,28 +348,45 @@ class LskdCollator:
         with_rationale: bool = True,
         augment: bool = False,
         max_regions: int = 16,
-        max_length: int = 64,
+        max_length: int = DEFAULT_MAX_LENGTH,
         alpha: float = 0.3,
         seed: int = 0,
         critic_targets: bool = False,
+        rationale_probability: float | None = None,
+        region_strategy: str = "released",
     ):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.with_rationale = with_rationale
-        self.augmenter = RegionAugmenter(max_regions=max_regions) if augment else None
+        self.augmenter = RegionAugmenter(strategy=region_strategy, max_regions=max_regions) if augment else None
+        if rationale_probability is None:
+            rationale_probability = 0.5 if augment else 1.0
+        if not 0.0 <= rationale_probability <= 1.0:
+            raise ValueError(f"rationale_probability must be in [0, 1], got {rationale_probability}")
+        self.rationale_probability = rationale_probability
         self.max_length = max_length
         self.alpha = alpha
         self.rng = random.Random(seed)
         self.critic_targets = critic_targets
 
-    def render(self, rec: Mapping, image: Image.Image | None = None) -> tuple[Image.Image, str]:
+    def _fields(self, rec: Mapping) -> list[str]:
+        add = self.with_rationale and bool(rec.get("rationale_words"))
+        if add and self.rationale_probability < 1.0:
+            add = self.rng.random() < self.rationale_probability
+        return ["question", "answer"] + (["rationale"] if add else [])
+
+    def _localize(self, rec: Mapping, image: Image.Image | None, fields: list[str]):
         if image is None:
             image = Image.open(rec["image_path"]).convert("RGB")
-        fields = ["question", "answer"] + (["rationale"] if self.with_rationale and rec.get("rationale_words") else [])
-        drawn, texts, _ = localize(
+        region_all = rec.get("region_all")
+        return localize(
             image, record_regions(rec), [record_tokens(rec, f) for f in fields], mentioned=list(rec["region"]),
             augmenter=self.augmenter, rng=self.rng, alpha=self.alpha,
+            region_all=list(region_all) if region_all is not None else None,
         )
+
+    def render(self, rec: Mapping, image: Image.Image | None = None) -> tuple[Image.Image, str]:
+        drawn, texts, _ = self._localize(rec, image, self._fields(rec))
         return drawn, lskd_text(*texts)
 
     def __call__(self, rows: Sequence[Mapping]) -> dict[str, torch.Tensor]:
@@ -359,19 +413,14 @@ class LskdGenerativeCollator(LskdCollator):
     """
 
     def __init__(self, tokenizer, image_processor, num_query_tokens: int, image_token_id: int, eos_token_id: int, **kw):
+        kw.setdefault("rationale_probability", 1.0)  # the released generative data always ends with the rationale
         super().__init__(tokenizer, image_processor, **kw)
         self.num_query_tokens = num_query_tokens
         self.image_token_id = image_token_id
         self.eos_token_id = eos_token_id
 
     def render_parts(self, rec: Mapping, image: Image.Image | None = None) -> tuple[Image.Image, str, str]:
-        if image is None:
-            image = Image.open(rec["image_path"]).convert("RGB")
-        fields = ["question", "answer"] + (["rationale"] if self.with_rationale and rec.get("rationale_words") else [])
-        drawn, texts, _ = localize(
-            image, record_regions(rec), [record_tokens(rec, f) for f in fields], mentioned=list(rec["region"]),
-            augmenter=self.augmenter, rng=self.rng, alpha=self.alpha,
-        )
+        drawn, texts, _ = self._localize(rec, image, self._fields(rec))
         target = f"Answer: {texts[1]}" + (f" Rationale: {texts[2]}" if len(texts) > 2 else "")
         return drawn, texts[0], target
 

@@ -40,9 +40,13 @@ class RegionFeatureReader:
                     self._index[int(stem)] = f
                 elif m:
                     self._index[int(m.group(1))] = f
-        elif path.endswith((".h5", ".hdf5")):
+        elif path.lower().endswith((".h5", ".hdf5")):
             self.kind = "h5"
-            with self._open() as h5:
+            try:
+                h5 = self._open()
+            except OSError as e:  # h5py's message names neither the file nor what was expected
+                raise ValueError(f"{path}: not a readable HDF5 region feature file ({e})") from None
+            with h5:
                 if "ids" in h5:
                     if "features" not in h5:
                         raise ValueError(f"{path}: has 'ids' but no 'features' dataset")
@@ -103,10 +107,14 @@ class RegionFeatureReader:
         feats = np.asarray(feats, dtype=np.float32)
         if feats.ndim != 2:
             raise ValueError(f"{self.path}: features of image {image_id} must be [K, D], got shape {feats.shape}")
+        if not np.isfinite(feats).all():
+            raise ValueError(f"{self.path}: features of image {image_id} hold NaN or inf")
         if boxes is not None:
             boxes = np.asarray(boxes, dtype=np.float32)
             if boxes.shape != (feats.shape[0], 4):
                 raise ValueError(f"{self.path}: boxes of image {image_id} must be [K, 4], got {boxes.shape}")
+            if not np.isfinite(boxes).all():
+                raise ValueError(f"{self.path}: boxes of image {image_id} hold NaN or inf")
         return {"features": feats, "boxes": boxes}
 
     def __getstate__(self):

@@ -82,6 +82,9 @@ def write_synthetic_lskd(
 ) -> dict[str, str]:
     """Write the synthetic corpus, region file, critic set and MC set under ``out_dir``; return their paths.
 
+    A part with no items is not written (no empty file that a loader would then reject): ``corpus`` and
+    ``regions`` need ``n_images > 0``, ``mc`` needs ``n_mc > 0``, ``critic`` needs ``n_critic > 0``.
+
     With ``boxed_distractors`` every object is a region (ids must then be bound to colours); by
     default only the asked-about object is a highlighted region and the others are unmarked
     objects of other colours, so the answer needs the highlighted region's content.
@@ -91,9 +94,12 @@ def write_synthetic_lskd(
     os.makedirs(img_dir, exist_ok=True)
     colors = list(CONTENT_COLORS)
     cells = list(_cells(image_size))
-    paths = {k: os.path.join(out_dir, f"{k}.jsonl") for k in ("corpus", "regions", "critic", "mc")}
-    files = {k: open(p + ".tmp", "w", encoding="utf-8") for k, p in paths.items()}
     counts = {"corpus": n_images, "mc": n_mc, "critic": n_critic}
+    if min(counts.values()) < 0 or not any(counts.values()):
+        raise ValueError(f"write_synthetic_lskd needs non-negative counts, at least one positive; got {counts}")
+    wanted = [k for k in ("corpus", "regions", "critic", "mc") if counts["corpus" if k == "regions" else k] > 0]
+    paths = {k: os.path.join(out_dir, f"{k}.jsonl") for k in wanted}
+    files = {k: open(p + ".tmp", "w", encoding="utf-8") for k, p in paths.items()}
     try:
         index = 0
         for part in ("corpus", "mc", "critic"):

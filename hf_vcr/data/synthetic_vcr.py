@@ -22,6 +22,9 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..utils.checkpoints import atomic_write_json
+from ..utils.json_files import read_stamp
+
 COLOURS = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -128,10 +131,8 @@ def write_vcr_corpus(
     stamp_path = os.path.join(output_dir, "synthetic_vcr.json")
     stamp = {"n_train": n_train, "n_val": n_val, "seed": seed, "image_size": image_size, "with_images": with_images, "version": 1}
     paths = {"annotations_dir": output_dir, "images_dir": os.path.join(output_dir, "vcr1images")}
-    if os.path.isfile(stamp_path):
-        with open(stamp_path) as f:
-            if json.load(f) == stamp:
-                return paths
+    if read_stamp(stamp_path) == stamp:  # (an empty or torn stamp from a killed run: generate again)
+        return paths
     for split, n in (("train", n_train), ("val", n_val)):
         draw_rng = np.random.default_rng([seed, 0 if split == "train" else 1])
         tmp = os.path.join(output_dir, f".{split}.jsonl.tmp")
@@ -152,6 +153,5 @@ def write_vcr_corpus(
                     with open(os.path.join(paths["images_dir"], item["metadata_fn"]), "w") as mf:
                         json.dump(meta, mf)
         os.replace(tmp, os.path.join(output_dir, f"{split}.jsonl"))
-    with open(stamp_path, "w") as f:
-        json.dump(stamp, f)
+    atomic_write_json(stamp_path, stamp)
     return paths

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..utils.json_files import read_stamp
+
 from ..utils.checkpoints import atomic_path, atomic_write_json
 from .videoqa import NEXTQA_COLUMNS
 
@@ -119,10 +121,8 @@ def make_synthetic_videoqa(
         seed=seed, num_train=num_train, num_val=num_val, num_clips=num_clips, span=span, feature_dim=feature_dim, noise=noise, spurious=spurious
     )
     meta_path = os.path.join(out_dir, "metadata.json")
-    if os.path.isfile(meta_path):
-        with open(meta_path, encoding="utf-8") as f:
-            if json.load(f) == {**cfg, "actors": ACTORS, "actions": ACTIONS}:
-                return {**cfg, "actors": ACTORS, "actions": ACTIONS}
+    if read_stamp(meta_path) == {**cfg, "actors": ACTORS, "actions": ACTIONS}:  # an empty or torn stamp: generate again
+        return {**cfg, "actors": ACTORS, "actions": ACTIONS}
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
     protos = {

@@ -17,17 +17,13 @@ joint      question + answer i (i = 0..3)      4 rationales each  4 * answer + r
 
 from __future__ import annotations
 
+import codecs
 import gc
 import hashlib
 import json
 import os
 from contextlib import contextmanager
-
-try:  # orjson parses the large official files several times faster than json
-    from orjson import JSONDecodeError as _FastDecodeError, loads as _fast_loads
-except ImportError:  # pragma: no cover - orjson is an install requirement
-    _fast_loads, _FastDecodeError = json.loads, json.JSONDecodeError
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -35,87 +31,17 @@ import pyarrow.compute as pc
 from datasets import Dataset, Features, Sequence as HFSequence, Value, load_from_disk
 
 from .references import GENDER_NEUTRAL_NAMES, REFERENCE_STYLES, render, split_tokens
+from .vcr_format import (  # noqa: F401  (the format rules live in a light module; re-exported here)
+    N_CHOICES,
+    VcrFormatError,
+    enumerate_items,
+    read_metadata,
+    read_vcr_jsonl,
+    resolve_under,
+    validate_item,
+)
 
-N_CHOICES = 4
 VIEWS = ("q2a", "qa2r", "qr2a", "a2r", "joint")
-
-
-class VcrFormatError(ValueError):
-    """A VCR file does not follow the official format; the message names file, line and problem."""
-
-
-def _where(path: str, line_no: int | None) -> str:
-    return f"{path}, line {line_no}" if line_no is not None else path
-
-
-def _check_refs(tokens: Any, n_objects: int, field: str, where: str) -> None:
-    if not isinstance(tokens, list):
-        raise VcrFormatError(f"{where}: {field} must be a list of tokens, got {type(tokens).__name__}")
-    for tok in tokens:
-        if isinstance(tok, str):
-            continue
-        if not isinstance(tok, list) or not all(isinstance(i, int) for i in tok):
-            raise VcrFormatError(f"{where}: {field} has a token that is neither a word nor a list of object indices: {tok!r}")
-        for i in tok:
-            if not 0 <= i < n_objects:
-                raise VcrFormatError(
-                    f"{where}: {field} references object {i}, out of range for the item's {n_objects} objects"
-                )
-
-
-def validate_item(item: Any, path: str, line_no: int | None = None) -> dict:
-    """Check one raw VCR item; raise :class:`VcrFormatError` naming the file and line."""
-    where = _where(path, line_no)
-    if not isinstance(item, dict):
-        raise VcrFormatError(f"{where}: an item must be a JSON object, got {type(item).__name__}")
-    for key in ("annot_id", "objects", "img_fn", "question", "answer_choices", "rationale_choices"):
-        if key not in item:
-            raise VcrFormatError(f"{where}: missing field {key!r}")
-    n_objects = len(item["objects"])
-    _check_refs(item["question"], n_objects, "question", where)
-    for field in ("answer_choices", "rationale_choices"):
-        choices = item[field]
-        if not isinstance(choices, list) or len(choices) != N_CHOICES:
-            got = len(choices) if isinstance(choices, list) else type(choices).__name__
-            raise VcrFormatError(f"{where} ({item['annot_id']}): wrong number of choices: {field} has {got}, expected {N_CHOICES}")
-        for k, choice in enumerate(choices):
-            _check_refs(choice, n_objects, f"{field}[{k}]", where)
-    for field in ("answer_label", "rationale_label"):
-        if field in item and item[field] not in range(N_CHOICES):
-            raise VcrFormatError(f"{where} ({item['annot_id']}): {field} must be 0..3, got {item[field]!r}")
-    return item
-
-
-def read_vcr_jsonl(path: str) -> Iterator[dict]:
-    """Yield validated raw items of a VCR jsonl file."""
-    for _, item in enumerate_items(path):
-        yield item
-
-
-def resolve_under(root: str, relative: str, what: str, where: str) -> str:
-    """``root/relative``, refusing paths that escape ``root`` (absolute paths, ``..``, symlinks)."""
-    root_real = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(root_real, relative))
-    if os.path.isabs(relative) or os.path.commonpath([root_real, path]) != root_real:
-        raise VcrFormatError(f"{where}: {what} {relative!r} escapes the image root {root}")
-    return path
-
-
-def read_metadata(path: str, n_objects: int, where: str) -> dict:
-    """Read and check a ``vcr1images/<metadata_fn>`` file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{where}: metadata file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except json.JSONDecodeError as e:
-        raise VcrFormatError(f"{path}: malformed JSON in metadata ({where}): {e.msg}") from None
-    for key in ("boxes", "names", "width", "height"):
-        if key not in meta:
-            raise VcrFormatError(f"{path}: metadata ({where}) lacks {key!r}")
-    if len(meta["boxes"]) != n_objects:
-        raise VcrFormatError(f"{path}: {len(meta['boxes'])} boxes for an item with {n_objects} objects ({where})")
-    return meta
 
 
 FEATURES = Features(
@@ -198,30 +124,6 @@ def _read_columns(path: str, images_dir: str | None, check_images: bool, start: 
         for k, v in row.items():
             cols[k].append(v)
     return cols
-
-
-def enumerate_items(path: str, start: int = 0, end: int | None = None, first_line: int = 1) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line number, validated raw item)`` for a VCR jsonl file (or the lines in bytes ``start:end``,
-    the first of which is line ``first_line``)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"VCR annotations not found: {path}")
-    with open(path, "rb") as f:
-        f.seek(start)
-        position = start
-        for line_no, line in enumerate(f, start=first_line):
-            if end is not None and position >= end:
-                break
-            position += len(line)
-            if not line.strip():
-                continue
-            try:
-                item = _fast_loads(line)
-            except _FastDecodeError:
-                try:  # the standard parser accepts a little more (NaN) and names the position of a problem
-                    item = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise VcrFormatError(f"{path}, line {line_no}: malformed JSON: {e.msg} (column {e.colno})") from None
-            yield line_no, validate_item(item, path, line_no)
 
 
 def _line_chunks(path: str, n: int) -> list[tuple[int, int, int]]:
@@ -382,6 +284,8 @@ def _fast_batch(batch: pa.RecordBatch) -> dict | None:
     for name in _REQUIRED:
         if cols[name].null_count:
             return None
+    if len(cols["annot_id"]) and pc.min(pc.utf8_length(cols["annot_id"])).as_py() == 0:
+        return None  # an empty annot_id
     null_labels = False
     for name in ("answer_label", "rationale_label"):
         col = cols[name]
@@ -411,6 +315,8 @@ def _fast_read_table(path: str, images_dir: str | None, check_images: bool) -> p
     with open(path, "rb") as f:
         if f.readinto(data) != len(data):
             return None
+    if not data.isascii() and not _valid_utf8(data):
+        return None  # pyarrow does not check: invalid bytes would reach the Arrow cache
     if not _refs_to_strings(data):
         return None
     from concurrent.futures import ThreadPoolExecutor
@@ -432,6 +338,8 @@ def _fast_read_table(path: str, images_dir: str | None, check_images: bool) -> p
     if any(part.pop("null_labels") for part in parts) and b"null" in data:
         return None  # an explicit null label is an error (the Python path says so), a missing one is not
     n = sum(len(part["annot_id"]) for part in parts)
+    if pc.count_distinct(pa.chunked_array([part["annot_id"] for part in parts], pa.string())).as_py() != n:
+        return None  # a repeated annot_id: the Python path names both lines
     cols = {name: pa.chunked_array([part[name] for part in parts], parts[0][name].type)
             for name in _FAST_SCHEMA.names + ["question_refs", "answer_choices_refs", "rationale_choices_refs"]}
     n_objects = pc.list_value_length(cols["objects"]).to_numpy()
@@ -476,19 +384,37 @@ def _fast_read_table(path: str, images_dir: str | None, check_images: bool) -> p
         return None
 
 
+def _valid_utf8(data: bytearray) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view, block = memoryview(data), 1 << 24
+    try:
+        for a in range(0, len(data), block):  # in blocks: a whole-file str would double the memory
+            decoder.decode(view[a:a + block], final=a + block >= len(data))
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def read_vcr_table(path: str, images_dir: str | None = None, check_images: bool = True, num_proc: int = 1) -> pa.Table:
     """The items of a VCR jsonl file as an Arrow table (``FEATURES`` schema), parsed by ``num_proc`` processes.
 
     Well-formed files are parsed by pyarrow's multi-threaded C++ JSON reader and checked with
     vectorised Arrow compute (:func:`_fast_read_table`); a file that fails any of those checks is
     read again line by line in Python, which raises the precise error (file, line, annot_id, problem).
+    Both readers accept exactly the files :mod:`hf_vcr.data.vcr_format` describes (tested case by case in
+    ``tests/bad_inputs``); an empty file and a repeated annot_id are errors.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VCR annotations not found: {path}")
     table = _fast_read_table(path, images_dir, check_images)
-    if table is not None:
-        return table
-    return _slow_read_vcr_table(path, images_dir, check_images, num_proc)
+    if table is None:
+        table = _slow_read_vcr_table(path, images_dir, check_images, num_proc)
+        if num_proc > 1 and pc.count_distinct(table.column("annot_id")).as_py() != table.num_rows:
+            for _ in enumerate_items(path):  # a repeated annot_id across the workers' chunks: name its lines
+                pass
+    if table.num_rows == 0:
+        raise VcrFormatError(f"{path}: no VCR items (empty file)")
+    return table
 
 
 def _slow_read_vcr_table(path: str, images_dir: str | None, check_images: bool, num_proc: int) -> pa.Table:

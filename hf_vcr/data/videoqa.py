@@ -14,12 +14,13 @@ Files (see ``/work/shared/data/README.md``):
 
 Annotations become ``datasets.Dataset`` objects (``Dataset.from_generator``, cached as Arrow). Clip
 features are never loaded whole: :class:`ClipFeatureStore` keeps only the id -> row index and reads
-the rows of a batch from the h5 file when :class:`VideoQaCollator` builds the batch.
+the rows of a batch from the h5 file when :class:`VideoQaCollator` builds the batch; a row holding NaN or
+inf is an error naming the file, row and video. :func:`check_clip_features` checks, before training, that the
+splits and the model agree on feature width and clip count and that every feature is finite.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -28,7 +29,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..utils.json_files import load_json_file
+from ..utils.csv_files import read_csv_rows
+from ..utils.json_files import decode_utf8, load_json_file
 
 NEXTQA_COLUMNS = ["video", "frame_count", "width", "height", "question", "answer", "qid", "type", "a0", "a1", "a2", "a3", "a4"]
 NEXTQA_NUM_CHOICES = 5
@@ -58,44 +60,36 @@ def _int(value: Any, path: str, where: str, field: str) -> int:
 # --------------------------------------------------------------------------------------------- NExT-QA
 def read_nextqa_csv(path: str) -> list[dict[str, Any]]:
     """Read a NExT-QA multiple-choice csv into dicts (``answer`` and ``qid`` as int, ``options`` list)."""
-    _check_file(path, "NExT-QA annotation csv")
     records = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in NEXTQA_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise VideoQaFormatError(f"{path}, line 1: missing NExT-QA columns {missing} (header: {reader.fieldnames})")
-        seen: dict[str, int] = {}
-        for line_no, row in enumerate(reader, start=2):
-            where = f"line {line_no}"
-            if None in row or any(row[c] is None for c in NEXTQA_COLUMNS):
-                raise VideoQaFormatError(f"{path}, {where}: expected {len(reader.fieldnames)} fields")
-            answer = _int(row["answer"], path, where, "answer")
-            if not 0 <= answer < NEXTQA_NUM_CHOICES:
-                raise VideoQaFormatError(f"{path}, {where}: answer {answer} is not an option index in [0, {NEXTQA_NUM_CHOICES})")
-            qtype = row["type"].strip()
-            if qtype not in NEXTQA_TYPES:
-                raise VideoQaFormatError(f"{path}, {where}: unknown question type {qtype!r} (expected one of {NEXTQA_TYPES})")
-            video = row["video"].strip()
-            if not video:
-                raise VideoQaFormatError(f"{path}, {where}: empty video id")
-            qid = _int(row["qid"], path, where, "qid")
-            key = f"{video}_{qid}"
-            if key in seen:
-                raise VideoQaFormatError(f"{path}, {where}: duplicate question {key!r} (first on line {seen[key]})")
-            seen[key] = line_no
-            records.append(
-                {
-                    "key": key,
-                    "video": video,
-                    "qid": qid,
-                    "question": row["question"].strip(),
-                    "options": [row[c].strip() for c in NEXTQA_OPTION_COLUMNS],
-                    "answer": answer,
-                    "type": qtype,
-                    "frame_count": _int(row["frame_count"] or 0, path, where, "frame_count"),
-                }
-            )
+    seen: dict[str, int] = {}
+    for line_no, row in read_csv_rows(path, "NExT-QA annotation csv", VideoQaFormatError, NEXTQA_COLUMNS):
+        where = f"line {line_no}"
+        answer = _int(row["answer"], path, where, "answer")
+        if not 0 <= answer < NEXTQA_NUM_CHOICES:
+            raise VideoQaFormatError(f"{path}, {where}: answer {answer} is not an option index in [0, {NEXTQA_NUM_CHOICES})")
+        qtype = row["type"].strip()
+        if qtype not in NEXTQA_TYPES:
+            raise VideoQaFormatError(f"{path}, {where}: unknown question type {qtype!r} (expected one of {NEXTQA_TYPES})")
+        video = row["video"].strip()
+        if not video:
+            raise VideoQaFormatError(f"{path}, {where}: empty video id")
+        qid = _int(row["qid"], path, where, "qid")
+        key = f"{video}_{qid}"
+        if key in seen:
+            raise VideoQaFormatError(f"{path}, {where} ({key}): duplicate question (first on line {seen[key]})")
+        seen[key] = line_no
+        records.append(
+            {
+                "key": key,
+                "video": video,
+                "qid": qid,
+                "question": row["question"].strip(),
+                "options": [row[c].strip() for c in NEXTQA_OPTION_COLUMNS],
+                "answer": answer,
+                "type": qtype,
+                "frame_count": _int(row["frame_count"] or 0, path, where, "frame_count"),
+            }
+        )
     if not records:
         raise VideoQaFormatError(f"{path}: no questions")
     return records
@@ -145,8 +139,8 @@ def read_open_ended_qa(path: str) -> list[dict[str, Any]]:
     and ``question_word``.
     """
     _check_file(path, "open-ended VideoQA annotation file")
-    records = []
-    if path.endswith(".json"):
+    records, where_of = [], []
+    if path.lower().endswith(".json"):
         data = load_json_file(path, "open-ended VideoQA annotation file", VideoQaFormatError, list, "a JSON array of questions")
         for i, item in enumerate(data):
             where = f"record {i}"
@@ -156,33 +150,31 @@ def read_open_ended_qa(path: str) -> list[dict[str, Any]]:
             if missing:
                 raise VideoQaFormatError(f"{path}, {where}: missing keys {missing}")
             qid = _int(item["id"], path, where, "id")
+            if isinstance(item["video_id"], (dict, list, bool)) or item["video_id"] is None:
+                raise VideoQaFormatError(f"{path}, {where} ({qid}): video_id must be a string or an integer, got {item['video_id']!r}")
             records.append(_open_record(str(qid), qid, str(item["video_id"]), item["question"], item["answer"], path, where))
+            where_of.append(where)
     else:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in OPEN_ENDED_CSV_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise VideoQaFormatError(f"{path}, line 1: missing columns {missing} (header: {reader.fieldnames})")
-            for line_no, row in enumerate(reader, start=2):
-                where = f"line {line_no}"
-                if None in row or any(row[c] is None for c in OPEN_ENDED_CSV_COLUMNS):
-                    raise VideoQaFormatError(f"{path}, {where}: expected {len(reader.fieldnames)} fields")
-                qid = _int(row["qid"], path, where, "qid")
-                records.append(_open_record(str(qid), qid, row["video"].strip(), row["question"], row["answer"], path, where))
+        for line_no, row in read_csv_rows(path, "open-ended VideoQA annotation csv", VideoQaFormatError, OPEN_ENDED_CSV_COLUMNS):
+            where = f"line {line_no}"
+            qid = _int(row["qid"], path, where, "qid")
+            records.append(_open_record(str(qid), qid, row["video"].strip(), row["question"], row["answer"], path, where))
+            where_of.append(where)
     if not records:
         raise VideoQaFormatError(f"{path}: no questions")
-    keys = Counter(r["key"] for r in records)
-    dup = [k for k, n in keys.items() if n > 1]
-    if dup:
-        raise VideoQaFormatError(f"{path}: duplicate question ids {dup[:5]}")
+    first: dict[str, str] = {}
+    for rec, where in zip(records, where_of):
+        if rec["key"] in first:
+            raise VideoQaFormatError(f"{path}, {where} ({rec['key']}): duplicate question id (first at {first[rec['key']]})")
+        first[rec["key"]] = where
     return records
 
 
 def _open_record(key, qid, video, question, answer, path, where) -> dict[str, Any]:
     if not isinstance(question, str) or not question.strip():
-        raise VideoQaFormatError(f"{path}, {where}: empty or non-string question")
+        raise VideoQaFormatError(f"{path}, {where} ({key}): empty or non-string question: {question!r}")
     if not isinstance(answer, str) or not answer.strip():
-        raise VideoQaFormatError(f"{path}, {where}: empty or non-string answer")
+        raise VideoQaFormatError(f"{path}, {where} ({key}): empty or non-string answer: {answer!r}")
     return {
         "key": key,
         "qid": qid,
@@ -196,11 +188,19 @@ def _open_record(key, qid, video, question, answer, path, where) -> dict[str, An
 def read_answer_set(path: str) -> list[str]:
     """An answer vocabulary file, one answer per line (e.g. MSVD-QA's ``answer_set.txt``)."""
     _check_file(path, "answer set")
-    with open(path, encoding="utf-8") as f:
-        answers = [line.strip() for line in f if line.strip()]
-    dup = [a for a, n in Counter(answers).items() if n > 1]
-    if dup:
-        raise VideoQaFormatError(f"{path}: duplicate answers {dup[:5]}")
+    with open(path, "rb") as f:
+        lines = decode_utf8(f.read(), path, VideoQaFormatError).splitlines()
+    answers, first = [], {}
+    for line_no, line in enumerate(lines, start=1):
+        answer = line.strip()
+        if not answer:
+            continue
+        if answer in first:
+            raise VideoQaFormatError(f"{path}, line {line_no}: duplicate answer {answer!r} (first on line {first[answer]})")
+        first[answer] = line_no
+        answers.append(answer)
+    if not answers:
+        raise VideoQaFormatError(f"{path}: no answers (empty file)")
     return answers
 
 
@@ -238,7 +238,10 @@ def load_open_ended_qa(
     if not answer_vocab:
         raise ValueError("answer_vocab is empty")
     path = os.path.abspath(path)
-    read_open_ended_qa(path)
+    records = read_open_ended_qa(path)
+    if drop_unknown_answers and not set(answer_vocab) & {r["answer"] for r in records}:
+        raise VideoQaFormatError(f"{path}: no question has an answer in the answer vocabulary ({len(answer_vocab)} answers, "
+                                 f"e.g. {list(answer_vocab)[:3]}): is it the vocabulary of this dataset?")
     ds = Dataset.from_generator(
         _open_generator,
         # (a list in gen_kwargs would be taken as shards by datasets: pass the vocabulary as one JSON string)
@@ -279,7 +282,11 @@ class _H5Array:
         import h5py
 
         self.path = os.path.abspath(path)
-        with h5py.File(self.path, "r") as f:
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as e:  # h5py's message names neither the file nor what it expected
+            raise VideoQaFormatError(f"{self.path}: not a readable HDF5 clip feature file ({e})") from None
+        with f:
             if "ids" not in f:
                 raise VideoQaFormatError(f"{self.path}: no 'ids' dataset (found {sorted(f.keys())})")
             if key is None:
@@ -297,7 +304,7 @@ class _H5Array:
             raise VideoQaFormatError(f"{self.path}: feature dataset {key!r} must be (N, K, D) or (N, K, F, D), got {shape}")
         if shape[0] != len(ids):
             raise VideoQaFormatError(f"{self.path}: 'ids' has {len(ids)} entries but {key!r} has {shape[0]} rows")
-        self.key, self.shape = key, shape
+        self.key, self.shape, self.ids = key, shape, ids
         self.row = {}
         for i, vid in enumerate(ids):
             if vid in self.row:
@@ -326,9 +333,22 @@ class _H5Array:
         block = self._dataset()[unique.tolist()]  # h5py fancy indexing needs increasing indices
         out = np.empty((len(rows),) + block.shape[1:], dtype=block.dtype)
         out[order] = block[inverse]
+        if not np.isfinite(out).all():  # caught before a model trains on it
+            bad = int(rows[np.flatnonzero(~np.isfinite(out.reshape(len(rows), -1)).all(1))[0]])
+            raise VideoQaFormatError(f"{self.path}: {self.key!r} row {bad} (video {self.ids[bad]!r}) holds NaN or inf")
         if out.ndim == 4:  # (B, K, F, D): average the frames of each clip
             out = out.mean(axis=2)
         return out.astype(np.float32, copy=False)
+
+    def check_finite(self, chunk_rows: int = 1024) -> None:
+        """Scan the whole feature array (in chunks of rows) for NaN / inf; the error names the row and video."""
+        data = self._dataset()
+        for start in range(0, self.shape[0], chunk_rows):
+            block = np.asarray(data[start:start + chunk_rows])
+            finite = np.isfinite(block.reshape(len(block), -1)).all(1)
+            if not finite.all():
+                bad = start + int(np.flatnonzero(~finite)[0])
+                raise VideoQaFormatError(f"{self.path}: {self.key!r} row {bad} (video {self.ids[bad]!r}) holds NaN or inf")
 
 
 class ClipFeatureStore:
@@ -390,6 +410,11 @@ class ClipFeatureStore:
                 f"{source}: {len(missing)} videos have no clip features in {self.arrays[0].path}, e.g. {missing[:5]}"
             )
 
+    def check_finite(self) -> None:
+        """Read every feature once and refuse NaN / inf (the error names the file, row and video)."""
+        for arr in self.arrays:
+            arr.check_finite()
+
     def get(self, videos: Sequence[Any]) -> np.ndarray:
         """Features of a batch of videos, ``[B, K, D]`` float32."""
         parts = []
@@ -402,6 +427,30 @@ class ClipFeatureStore:
                 rows.append(arr.row[vid])
             parts.append(arr.read(rows))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+def check_clip_features(
+    stores: dict[str, ClipFeatureStore], visual_dim: int | None = None, num_clips: int | None = None, scan_values: bool = True
+) -> None:
+    """Checks a VideoQA run makes before it trains (EIGV's flow calls it at start): every store (``{"train": store,
+    "validation": store}``) has the same feature width and clip count as the first one and as the model
+    (``visual_dim`` / ``num_clips``, e.g. a warm-started checkpoint's config), and, with ``scan_values``, holds only
+    finite numbers (one chunked pass over each file; a batch with NaN is refused when read in any case)."""
+    if not stores:
+        raise ValueError("check_clip_features needs at least one feature store")
+    (first_name, first), *others = stores.items()
+    expected = {"width": (visual_dim, "the model's visual_dim"), "clips": (num_clips, "the model's num_clips")}
+    for name, store in [(first_name, first)] + others:
+        files = " + ".join(a.path for a in store.arrays)
+        for what, got in (("width", store.dim), ("clips", store.num_clips)):
+            want, source = expected[what]
+            if want is None:
+                expected[what] = (got, f"{first_name} features ({' + '.join(a.path for a in first.arrays)})")
+            elif got != want:
+                unit = "feature width" if what == "width" else "clips per video"
+                raise VideoQaFormatError(f"{files}: {name} features have {got} {unit}, but {source} {'has' if 'model' in source else 'have'} {want}")
+        if scan_values:
+            store.check_finite()
 
 
 # -------------------------------------------------------------------------------------------- collator
@@ -458,5 +507,6 @@ __all__ = [
     "load_msvd_qa",
     "load_msrvtt_qa",
     "ClipFeatureStore",
+    "check_clip_features",
     "VideoQaCollator",
 ]

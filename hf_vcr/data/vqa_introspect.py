@@ -57,22 +57,75 @@ VQA_INTROSPECT_FEATURES = datasets.Features(
 )
 
 # --------------------------------------------------------------------------- answers
+# The official VQA evaluation (GT-Vision-Lab/VQA, PythonEvaluationTools/vqaEvaluation/vqaEval.py, v2.0 at commit
+# a013f00): its number words, articles, punctuation list and the table that restores contractions typed without
+# their apostrophe.
 _NUMBER_WORDS = {
     "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
     "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
 }
 _ARTICLES = {"a", "an", "the"}
-_PUNCT = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$:|~]")
+_PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+_COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
+# a period not followed by a digit ("(?!<=\d)" in the official pattern is a look-ahead that never matches before a
+# period, so it changes nothing); the official call passes re.UNICODE (32) as sub's count: at most 32 are removed
 _PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
+_CONTRACTIONS = {
+    "'ow'sat": "'ow's'at", "'ows'at": "'ow's'at", "I'dve": "I'd've", "Id've": "I'd've", 'Im': "I'm", 'Ive': "I've",
+    'aint': "ain't", 'arent': "aren't", 'cant': "can't", "couldn'tve": "couldn't've", 'couldnt': "couldn't",
+    "couldnt've": "couldn't've", 'couldve': "could've", 'didnt': "didn't", 'doesnt': "doesn't", 'dont': "don't",
+    "hadn'tve": "hadn't've", 'hadnt': "hadn't", "hadnt've": "hadn't've", 'hasnt': "hasn't", 'havent': "haven't",
+    "he'dve": "he'd've", 'hed': "he'd", "hed've": "he'd've", 'hes': "he's", 'howd': "how'd", 'howll': "how'll",
+    'hows': "how's", 'isnt': "isn't", "it'dve": "it'd've", 'itd': "it'd", "itd've": "it'd've", 'itll': "it'll",
+    "let's": "let's", 'maam': "ma'am", "mightn'tve": "mightn't've", 'mightnt': "mightn't",
+    "mightnt've": "mightn't've", 'mightve': "might've", 'mustnt': "mustn't", 'mustve': "must've",
+    'neednt': "needn't", 'notve': "not've", 'oclock': "o'clock", 'oughtnt': "oughtn't", "ow's'at": "'ow's'at",
+    'shant': "shan't", "she'dve": "she'd've", "she's": "she's", "shed've": "she'd've", "shouldn'tve": "shouldn't've",
+    'shouldnt': "shouldn't", "shouldnt've": "shouldn't've", 'shouldve': "should've", "somebody'd": 'somebodyd',
+    "somebody'dve": "somebody'd've", "somebodyd've": "somebody'd've", 'somebodyll': "somebody'll",
+    'somebodys': "somebody's", "someone'dve": "someone'd've", 'someoned': "someone'd", "someoned've": "someone'd've",
+    'someonell': "someone'll", 'someones': "someone's", "something'dve": "something'd've",
+    'somethingd': "something'd", "somethingd've": "something'd've", 'somethingll': "something'll", 'thats': "that's",
+    "there'dve": "there'd've", 'thered': "there'd", "thered've": "there'd've", 'therere': "there're",
+    'theres': "there's", "they'dve": "they'd've", 'theyd': "they'd", "theyd've": "they'd've", 'theyll': "they'll",
+    'theyre': "they're", 'theyve': "they've", 'twas': "'twas", 'wasnt': "wasn't", "we'dve": "we'd've",
+    "wed've": "we'd've", 'werent': "weren't", 'weve': "we've", 'whatll': "what'll", 'whatre': "what're",
+    'whats': "what's", 'whatve': "what've", 'whens': "when's", 'whered': "where'd", 'wheres': "where's",
+    'whereve': "where've", "who'dve": "who'd've", 'whod': "who'd", "whod've": "who'd've", 'wholl': "who'll",
+    'whos': "who's", 'whove': "who've", 'whyll': "why'll", 'whyre': "why're", 'whys': "why's", 'wont': "won't",
+    "wouldn'tve": "wouldn't've", 'wouldnt': "wouldn't", "wouldnt've": "wouldn't've", 'wouldve': "would've",
+    "y'all'dve": "y'all'd've", "y'alld've": "y'all'd've", "y'allll": "y'all'll", 'yall': "y'all",
+    "yall'd've": "y'all'd've", "yall'll": "y'all'll", "you'dve": "you'd've", 'youd': "you'd", "youd've": "you'd've",
+    'youll': "you'll", 'youre': "you're", 'youve': "you've",
+}
+
+
+def _process_punctuation(text: str) -> str:
+    # a mark next to a space (or any text with a comma between digits) is deleted; elsewhere it separates words
+    delete = _COMMA_BETWEEN_DIGITS.search(text) is not None
+    out = text
+    for p in _PUNCTUATION:
+        out = out.replace(p, "" if delete or p + " " in text or " " + p in text else " ")
+    return _PERIOD.sub("", out, count=32)
+
+
+def _process_digit_article(text: str) -> str:
+    words = [_NUMBER_WORDS.get(w, w) for w in text.lower().split()]
+    return " ".join(_CONTRACTIONS.get(w, w) for w in words if w not in _ARTICLES)
 
 
 def normalize_answer(answer: str) -> str:
-    """The VQA evaluation's answer normalisation (lower case, punctuation, number words, articles)."""
-    text = answer.replace("\n", " ").replace("\t", " ").strip().lower()
-    text = _PUNCT.sub(" ", text)
-    text = _PERIOD.sub("", text)
-    words = [_NUMBER_WORDS.get(w, w) for w in text.split() if w not in _ARTICLES]
-    return " ".join(words)
+    """The official VQA evaluation's processing of an answer (``vqaEval.py`` v2.0): newlines and tabs to spaces,
+    strip, ``processPunctuation`` (``;/[]"{}()=+\\_-><@`,?!`` deleted next to a space or when the text has a comma
+    between digits, replaced by a space elsewhere; periods not followed by a digit deleted), then
+    ``processDigitArticle`` (lower case, number words ``none``/``zero``..``ten`` to digits, articles dropped,
+    contractions typed without apostrophe restored: ``dont`` -> ``don't``).
+
+    The official script applies it to a question's human answers (and the prediction) only when the humans gave
+    more than one distinct answer; hf_vcr always applies it, so the same answer is always spelled the same way.
+    """
+    text = answer.replace("\n", " ").replace("\t", " ").strip()
+    return _process_digit_article(_process_punctuation(text))
 
 
 def _normalize_question(question: str) -> str:
@@ -99,13 +152,24 @@ def read_introspect_json(path: str) -> dict[str, dict]:
                 raise ValueError(f"{where}: missing field {key!r}")
         if not isinstance(rec["introspect"], list):
             raise ValueError(f"{where}: 'introspect' must be a list")
-        try:
-            int(rec["image_id"])
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: image_id {rec['image_id']!r} is not an integer") from None
+        if isinstance(rec["image_id"], bool) or not isinstance(rec["image_id"], (int, str)) or not str(rec["image_id"]).strip().isdigit():
+            raise ValueError(f"{where}: image_id {rec['image_id']!r} is not an integer")
+        if not isinstance(rec["reasoning_question"], str) or not rec["reasoning_question"].strip():
+            raise ValueError(f"{where}: reasoning_question must be a non-empty string, got {rec['reasoning_question']!r}")
+        if not isinstance(rec["reasoning_answer_most_common"], (str, int)) or isinstance(rec["reasoning_answer_most_common"], bool):
+            raise ValueError(f"{where}: reasoning_answer_most_common must be a string, got {rec['reasoning_answer_most_common']!r}")
         for j, entry in enumerate(rec["introspect"]):
             if not isinstance(entry, dict) or not isinstance(entry.get("sub_qa"), list):
                 raise ValueError(f"{where}: introspect[{j}] must be an object with a 'sub_qa' list")
+            if entry.get("pred_q_type") is not None and not isinstance(entry["pred_q_type"], str):
+                raise ValueError(f"{where}: introspect[{j}].pred_q_type must be a string, got {entry['pred_q_type']!r}")
+            for k, sqa in enumerate(entry["sub_qa"]):
+                for field in ("sub_question", "sub_answer"):  # null or missing: an empty pair, skipped by the loader
+                    value = sqa.get(field) if isinstance(sqa, dict) else None
+                    if value is not None and not isinstance(value, str):
+                        raise ValueError(f"{where}: introspect[{j}].sub_qa[{k}].{field} must be a string, got {value!r}")
+    if not data:
+        raise ValueError(f"{path}: no questions (an empty object)")
     return data
 
 
@@ -159,6 +223,11 @@ def _generate_rows(
     introspect = read_introspect_json(introspect_json)
     questions = read_vqa_questions(vqa_questions) if vqa_questions else None
     annotations = read_vqa_annotations(vqa_annotations) if vqa_annotations else None
+    if questions is not None and not any(qid in questions for qid in introspect):
+        raise ValueError(f"{vqa_questions}: shares no question id with {introspect_json}; pass the VQAv2 files of the "
+                         "same split (v2_OpenEnded_mscoco_<split>2014_questions.json)")
+    if questions is not None and annotations is not None and not any(qid in annotations for qid in questions):
+        raise ValueError(f"{vqa_annotations}: shares no question id with {vqa_questions}; pass the annotations of the same split")
     by_image: dict[int, list[str]] = {}
     if questions is not None:
         for qid, q in questions.items():
@@ -259,7 +328,7 @@ def load_vqa_introspect(
         # surface the loader's own error (file, record, what is wrong) rather than the builder's wrapper
         if isinstance(e.__cause__, (ValueError, KeyError, FileNotFoundError)):
             raise e.__cause__ from None
-        raise
+        raise ValueError(f"{introspect_json}: cannot be read as VQA-Introspect: {e.__cause__ or e}") from e
     if drop_without_sub_questions:
         ds = ds.filter(lambda subs: [len(s) > 0 for s in subs], input_columns="sub_questions", batched=True)
     return ds

@@ -2,7 +2,8 @@
 
 "Joint Answering and Explanation for Visual Commonsense Reasoning" (ARC), section IV:
 KD-A (eq. 7-9) distils the teacher's answer distribution into Q→A, KD-R (eq. 10-11)
-scores the QA→R features against the teacher's fused feature, eq. 12-14 combine them
+scores the QA→R features against the teacher's fused feature (or, as released, two projected
+cross entropies in both directions), eq. 12-14 combine them
 with the cross entropies (eq. 5-6), and eq. 15 trains the teacher f_C.
 
 All functions are pure tensor functions; labels of -100 are ignored where a label is used.
@@ -54,43 +55,52 @@ def kd_rationale_scores(teacher_feature: torch.Tensor, rationale_features: torch
     return torch.einsum("bh,bch->bc", teacher_feature.detach().float(), rationale_features.float())
 
 
+def select_choice(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``features[b, labels[b]]`` for ``[B, C, H]`` features (a label of -100 reads choice 0; mask it yourself)."""
+    return features[torch.arange(features.shape[0], device=features.device), labels.clamp(min=0)]
+
+
 def kd_rationale_loss(teacher_feature: torch.Tensor, rationale_features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """KD-R, ARC eq. 10-11 (the paper's version): cross entropy of ``s_i = h^C · h^R_i`` against the rationale label.
 
-    ``teacher_feature`` ``[B, H]`` is f_C's fused feature for (Q, R, I, A_gt); ``rationale_features``
-    ``[B, 4, H]`` are f_R's fused features of the four rationale choices.
+    ``teacher_feature`` ``[B, H]`` is f_C's fused feature for (Q, R, I, A_gt) (:func:`select_choice` of f_C's
+    four answer features at the answer label); ``rationale_features`` ``[B, 4, H]`` are f_R's fused
+    features of the four rationale choices.
     """
     return multiple_choice_loss(kd_rationale_scores(teacher_feature, rationale_features), labels)
 
 
-def symmetric_infonce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    """Symmetric InfoNCE between rows of ``a`` and ``b`` ``[B, D]``: row ``k`` of one is the positive of row ``k`` of the other.
-
-    ``(CE(a b^T / t, arange) + CE(b a^T / t, arange)) / 2`` (CLIP-style); the released ARC
-    code adds it to KD-R on L2-normalised projected features.
-    """
-    logits = a.float() @ b.float().t() / temperature
-    target = torch.arange(a.shape[0], device=a.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
-
-
 def kd_rationale_loss_released(
-    teacher_feature: torch.Tensor,
+    teacher_features: torch.Tensor,
+    answer_labels: torch.Tensor,
     rationale_features: torch.Tensor,
-    labels: torch.Tensor,
+    rationale_labels: torch.Tensor,
     teacher_projection: torch.nn.Module | None = None,
     student_projection: torch.nn.Module | None = None,
-    temperature: float = 0.1,
-    infonce_weight: float = 1.0,
-) -> torch.Tensor:
-    """KD-R as in the released ARC code (an option; the paper's eq. 10-11 is :func:`kd_rationale_loss`).
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """KD-R as the released ARC code trains it (SDLZY/ARC ``r2c_kd/models/kd``, ``InfoNCEEmbLoss_2``); an option,
+    the paper's eq. 10-11 is :func:`kd_rationale_loss`.
 
-    Both sides are projected by linear layers and L2-normalised; eq. 11's cross entropy is
-    taken over the cosine scores divided by ``temperature``, and a symmetric InfoNCE term
-    (weight ``infonce_weight``) pulls each item's teacher feature towards the feature of its
-    right rationale and away from the other items' in the batch.
+    Each side has its own linear projection followed by L2 normalisation: ``c_i = n(P_C h^C_i)`` for
+    f_C's features of the four answers ``[B, 4, H_C]`` (the teacher is frozen, ``P_C`` trains) and
+    ``r_j = n(P_R h^R_j)`` for f_R's features of the four rationales ``[B, 4, H_R]``. Two cross entropies,
+    each scored against the *detached* right choice of the other side, at ``temperature`` (released: 1):
+
+    * answer direction: ``CE([c_i · sg(r_{y_R})]_i / t, y_A)`` (trains ``P_C`` only);
+    * rationale direction: ``CE([r_j · sg(c_{y_A})]_j / t, y_R)`` (trains f_R and ``P_R``).
+
+    Returns ``(answer term + rationale term, answer term, rationale term)``, each averaged over the items
+    that have both labels (an item with a label of -100 has no right choice on one side).
     """
-    c = teacher_feature.detach().float()
+    if teacher_features.dim() != 3 or rationale_features.dim() != 3 or teacher_features.shape[:2] != rationale_features.shape[:2]:
+        raise ValueError(
+            f"released KD-R needs f_C's features of every answer [B, 4, H] and f_R's of every rationale [B, 4, H], got "
+            f"{tuple(teacher_features.shape)} and {tuple(rationale_features.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    c = teacher_features.detach().float()
     r = rationale_features.float()
     if teacher_projection is not None:
         c = teacher_projection(c)
@@ -98,12 +108,14 @@ def kd_rationale_loss_released(
         r = student_projection(r)
     c = F.normalize(c, dim=-1)
     r = F.normalize(r, dim=-1)
-    loss = multiple_choice_loss(torch.einsum("bh,bch->bc", c, r) / temperature, labels)
-    valid = labels != -100
-    if infonce_weight and valid.sum() > 1:
-        positives = r[valid, labels[valid]]
-        loss = loss + infonce_weight * symmetric_infonce(c[valid], positives, temperature)
-    return loss
+    both = (answer_labels != -100) & (rationale_labels != -100)
+    ignore = torch.full_like(answer_labels, -100)
+    y_a, y_r = torch.where(both, answer_labels, ignore), torch.where(both, rationale_labels, ignore)
+    r_right = select_choice(r, y_r).detach()
+    c_right = select_choice(c, y_a).detach()
+    answer_term = multiple_choice_loss(torch.einsum("bch,bh->bc", c, r_right) / temperature, y_a)
+    rationale_term = multiple_choice_loss(torch.einsum("bch,bh->bc", r, c_right) / temperature, y_r)
+    return answer_term + rationale_term, answer_term, rationale_term
 
 
 def arc_objective(

@@ -8,8 +8,8 @@ direct cross entropy over the 16 answer-rationale pairs (section 3.4); the "new
 baseline" of section 4.3 feeds the right answer 75% of the time.
 
 Pure tensor functions. Unlike the released code, sampled answers always score their own
-example (:func:`rl_expectation_loss`), and the 16-way loss pairs the answer and rationale
-scores of the same item (:func:`direct16_loss`).
+example (:func:`rl_expectation_loss`), and the trainer feeds the 16-way loss the answer and
+rationale views of the same item (:func:`direct16_loss`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def gumbel_softmax_weights(answer_logits: torch.Tensor, tau: float, noise: torch
 def gumbel_temperature(epoch: float, start: float = 5.0, end: float = 1.0, anneal_epochs: float = 10.0) -> float:
     """Section 4.4.1: τ falls linearly from ``start`` to ``end`` over ``anneal_epochs`` epochs, then stays at ``end``.
 
-    ``epoch`` may be fractional (the trainer passes ``state.epoch``).
+    ``epoch`` may be fractional: the trainer passes ``optimizer steps done / optimizer steps per epoch``, so τ
+    changes once per optimizer step (as in the released code, which steps once per batch) whatever the
+    gradient accumulation.
     """
     if anneal_epochs <= 0:
         return float(end)
@@ -74,10 +76,19 @@ def gumbel_temperature(epoch: float, start: float = 5.0, end: float = 1.0, annea
 
 
 def rationale_nll_per_answer(rationale_logits: torch.Tensor, rationale_labels: torch.Tensor) -> torch.Tensor:
-    """``l(R | [q, a_i], I)`` for each answer: ``rationale_logits`` ``[B, 4 answers, 4 rationales]`` -> ``[B, 4]``."""
+    """``l(R | [q, a_i], I)`` for each answer: ``rationale_logits`` ``[B, 4 answers, 4 rationales]`` -> ``[B, 4]``.
+
+    An item whose rationale label is -100 has no rationale loss: its row is 0 (and
+    :func:`rl_expectation_loss` leaves it out of the mean when given ``rationale_labels != -100`` as ``valid``).
+    """
     log_p = F.log_softmax(rationale_logits.float(), dim=-1)
-    labels = rationale_labels.clamp(min=0)
-    return -log_p.gather(-1, labels[:, None, None].expand(-1, log_p.shape[1], 1)).squeeze(-1)
+    labelled = rationale_labels != -100
+    labels = torch.where(labelled, rationale_labels, torch.zeros_like(rationale_labels))
+    nll = -log_p.gather(-1, labels[:, None, None].expand(-1, log_p.shape[1], 1)).squeeze(-1)
+    return nll * labelled[:, None].to(nll.dtype)
+
+
+RL_BASELINES = ("none", "leave_one_out")
 
 
 def rl_expectation_loss(
@@ -85,6 +96,7 @@ def rl_expectation_loss(
     rationale_nll: torch.Tensor,
     samples: torch.Tensor,
     baseline: str = "none",
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 3-4: ``E_{A ~ P(a|q,I)} [ l(R | [q, A], I) ]`` estimated with N sampled answers per item.
 
@@ -93,39 +105,44 @@ def rl_expectation_loss(
     Every sample scores its own item: sample ``(b, n)`` reads ``rationale_nll[b, samples[b, n]]``.
     The surrogate ``l(A) + sg(l(A) - baseline) log P(A)`` has the score-function gradient of eq. 4
     for f_A and the sampled rationale loss's gradient for f_R. ``baseline``: ``"none"`` (plain
-    REINFORCE) or ``"mean"`` (the mean sampled loss of the same item, a variance reduction).
-    Returns ``(surrogate loss, estimated expected rationale loss)``, both averaged over the items.
+    REINFORCE, the paper) or ``"leave_one_out"`` (sample n's baseline is the mean loss of the item's
+    *other* N-1 samples, so it does not depend on sample n and the estimate stays unbiased; needs N ≥ 2).
+    ``valid`` ``[B]`` (bool): the items that have a rationale label; the others are left out of the means.
+    Returns ``(surrogate loss, estimated expected rationale loss)``, both averaged over the valid items.
     """
     if answer_logits.shape != rationale_nll.shape or samples.dim() != 2 or samples.shape[0] != answer_logits.shape[0]:
         raise ValueError(
             f"expected answer_logits and rationale_nll [B, A] and samples [B, N], got {tuple(answer_logits.shape)}, "
             f"{tuple(rationale_nll.shape)}, {tuple(samples.shape)}"
         )
+    if baseline not in RL_BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}; choose one of {RL_BASELINES}")
+    n = samples.shape[1]
+    if baseline == "leave_one_out" and n < 2:
+        raise ValueError("the leave-one-out baseline needs at least 2 samples per item")
     log_p = F.log_softmax(answer_logits.float(), dim=-1)
     sampled_nll = rationale_nll.float().gather(1, samples)  # [B, N]: item b's own losses only
     sampled_log_p = log_p.gather(1, samples)  # [B, N]
     reward = sampled_nll.detach()
-    if baseline == "mean":
-        reward = reward - reward.mean(dim=1, keepdim=True)
-    elif baseline != "none":
-        raise ValueError(f"unknown baseline {baseline!r}; choose 'none' or 'mean'")
-    surrogate = (sampled_nll + reward * sampled_log_p).mean()
-    return surrogate, sampled_nll.detach().mean()
+    if baseline == "leave_one_out":
+        reward = reward - (reward.sum(dim=1, keepdim=True) - reward) / (n - 1)
+    per_item = (sampled_nll + reward * sampled_log_p).mean(1)  # [B]
+    w = torch.ones_like(per_item) if valid is None else valid.to(per_item.dtype)
+    count = w.sum().clamp(min=1.0)
+    return (per_item * w).sum() / count, (sampled_nll.detach().mean(1) * w).sum() / count
 
 
-def direct16_loss(answer_logits: torch.Tensor, rationale_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def direct16_loss(rationale_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Section 3.4: cross entropy over the 16 (answer i, rationale j) pairs with label ``4a + r``.
 
-    The pair score is ``z_A[b, i] + z_R[b, i, j]``: answer logits ``[B, 4]`` and rationale logits
-    ``[B, 4, 4]`` (rationale j given answer i) must come from the same item b. Returns the mean loss.
+    The pair score is f_R's logit of rationale j with answer i appended to the question,
+    ``rationale_logits`` ``[B, 4, 4]`` flattened answer-major (as the released code concatenates the four
+    answer-conditioned rationale logits). The answer model is trained by its own cross entropy beside it
+    (paper: "two losses for all our methods"; released weights 0.2 and 0.8, :func:`joint_objective`).
     """
-    if rationale_logits.dim() != 3 or answer_logits.shape != rationale_logits.shape[:2]:
-        raise ValueError(
-            f"expected answer logits [B, 4] and rationale logits [B, 4, 4] of the same items, got "
-            f"{tuple(answer_logits.shape)} and {tuple(rationale_logits.shape)}"
-        )
-    pair = answer_logits.float()[:, :, None] + rationale_logits.float()
-    return multiple_choice_loss(pair.flatten(1), labels)
+    if rationale_logits.dim() != 3 or rationale_logits.shape[1:] != (N_ANSWERS, N_ANSWERS):
+        raise ValueError(f"expected rationale logits [B, 4 answers, 4 rationales], got {tuple(rationale_logits.shape)}")
+    return multiple_choice_loss(rationale_logits.float().flatten(1), labels)
 
 
 def baseline75_answers(
@@ -139,7 +156,8 @@ def baseline75_answers(
 
 
 def joint_objective(answer_loss: torch.Tensor, rationale_loss: torch.Tensor, ratio: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
-    """``w_QA L_Q→A + w_QAR L_QA→R``; the paper uses 1:1 and ablates 1:4 (Table 4)."""
+    """``w_QA L_Q→A + w_QAR L_QA→R`` (section 4.2, "two losses for all our methods"); the paper uses 1:1 and
+    ablates 1:4 (Table 4); the released direct-16 code weights 4/20 : 16/20 = 0.2 : 0.8."""
     return ratio[0] * answer_loss + ratio[1] * rationale_loss
 
 
@@ -150,6 +168,7 @@ __all__ = [
     "gumbel_softmax_weights",
     "gumbel_temperature",
     "rationale_nll_per_answer",
+    "RL_BASELINES",
     "rl_expectation_loss",
     "direct16_loss",
     "baseline75_answers",

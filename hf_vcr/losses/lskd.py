@@ -58,6 +58,9 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(_GatherWithGrad.apply(tensor), dim=0)
 
 
+_gather_with_grad = gather_with_grad  # itc_loss has an argument of the same name
+
+
 @torch.no_grad()
 def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` along dim 0 across processes, without gradient (for negative mining)."""
@@ -108,29 +111,44 @@ def itc_loss(
     temperature: torch.Tensor,
     label_smoothing: float = 0.1,
     group_ids: torch.Tensor | None = None,
+    gather_with_grad: bool = False,
 ) -> torch.Tensor:
-    """Image-text contrastive loss (BLIP-2 sec. 3.2, "ITC"; CLIP's symmetric InfoNCE).
+    """Image-text contrastive loss (BLIP-2 sec. 3.2, "ITC"; CLIP's symmetric InfoNCE), as LAVIS computes it.
 
-    ``L = 1/2 [CE(s(I_i, T_.) , i) + CE(s(T_i, I_.), i)]`` averaged over the local rows,
-    negatives are all other rows of the *global* batch (gathered with gradient). With
-    ``group_ids`` (e.g. the source image), other rows of the same group are not used as
-    negatives (their logits are masked out), as BLIP-2 does for repeated image ids.
+    ``L = 1/2 [CE(s(I_i, T_.), i) + CE(s(T_i, I_.), i)]`` with label smoothing, averaged over the local rows;
+    the candidates are every row of the *global* batch (all processes).
+
+    ``gather_with_grad`` (open_clip's name) decides what the gathered side carries:
+
+    * ``False`` (default, LAVIS ``blip2_qformer.py``): the gathered features are a no-grad copy
+      (``concat_all_gather``), so ``s(I_i, T_.)`` trains only the image features of row ``i`` and
+      ``s(T_i, I_.)`` only its text feature. The copy is taken in one process too, so the gradient does
+      not depend on the number of processes.
+    * ``True``: gathered with gradient (:func:`gather_with_grad`): every similarity also trains the other
+      side, including the features of other processes.
+
+    ``group_ids`` (BLIP-2's ``image_id``, e.g. the source image): rows of the same group are all
+    *positives*: the target of row ``i`` is ``(1 - eps) * [same group] / n_same + eps / N`` (LAVIS's soft
+    targets with ``eps = label_smoothing``). With distinct ids this is the plain label-smoothed cross entropy.
     """
     b = image_feats.shape[0]
-    all_image = gather_with_grad(image_feats)
-    all_text = gather_with_grad(text_feats)
+    if gather_with_grad:
+        all_image, all_text = _gather_with_grad(image_feats), _gather_with_grad(text_feats)
+    else:
+        all_image, all_text = gather_no_grad(image_feats.detach()), gather_no_grad(text_feats.detach())
     sim_i2t, sim_t2i = itc_similarities(image_feats, text_feats, all_image, all_text, temperature)
     targets = torch.arange(b, device=image_feats.device) + process_offset(b)
-    if group_ids is not None:
-        all_groups = gather_no_grad(group_ids)
-        same = group_ids[:, None] == all_groups[None, :]
-        same[torch.arange(b), targets] = False
-        sim_i2t = sim_i2t.masked_fill(same, float("-inf"))
-        sim_t2i = sim_t2i.masked_fill(same, float("-inf"))
-    return 0.5 * (
-        F.cross_entropy(sim_i2t, targets, label_smoothing=label_smoothing)
-        + F.cross_entropy(sim_t2i, targets, label_smoothing=label_smoothing)
-    )
+    if group_ids is None:
+        return 0.5 * (
+            F.cross_entropy(sim_i2t, targets, label_smoothing=label_smoothing)
+            + F.cross_entropy(sim_t2i, targets, label_smoothing=label_smoothing)
+        )
+    all_groups = gather_no_grad(group_ids)
+    positive = (group_ids.reshape(-1, 1) == all_groups.reshape(1, -1)).to(sim_i2t.dtype)
+    soft = (1.0 - label_smoothing) * positive / positive.sum(1, keepdim=True) + label_smoothing / positive.shape[1]
+    loss_i2t = -(soft * F.log_softmax(sim_i2t, dim=1)).sum(1).mean()
+    loss_t2i = -(soft * F.log_softmax(sim_t2i, dim=1)).sum(1).mean()
+    return 0.5 * (loss_i2t + loss_t2i)
 
 
 # ----------------------------------------------------------------------------- ITM
@@ -230,11 +248,28 @@ def itg_loss(
 
 
 # -------------------------------------------------------------------------- critic
+VERDICTS = ("accept", "maybe", "reject")
+
+
 def critic_label_from_verdicts(verdicts) -> int:
-    """LSKD sec. 2.3: an instance is rejected (0) if any annotator said reject, else accepted (1)."""
-    if isinstance(verdicts, (int, bool)):
+    """LSKD sec. 2.3: an instance is rejected (0) if any annotator said reject, else accepted (1).
+
+    ``verdicts`` is a non-empty list of annotator verdicts (``"accept"``, ``"maybe"`` or ``"reject"``, any case),
+    one such string, or an already binary label 0/1. Anything else (``[]``, ``5``, ``-3``, ``"yes"``) raises
+    ``ValueError``: a label that cannot be read must not silently become "accept".
+    """
+    if isinstance(verdicts, bool) or (isinstance(verdicts, int) and verdicts in (0, 1)):
         return int(verdicts)
-    return 0 if any(str(v).lower() == "reject" for v in verdicts) else 1
+    if isinstance(verdicts, float) and verdicts in (0.0, 1.0):
+        return int(verdicts)
+    if isinstance(verdicts, str):
+        verdicts = [verdicts]
+    if not isinstance(verdicts, list) or not verdicts:
+        raise ValueError(f"'label' must be 0/1 or a non-empty list of verdicts {list(VERDICTS)}, got {verdicts!r}")
+    bad = [v for v in verdicts if not isinstance(v, str) or v.lower() not in VERDICTS]
+    if bad:
+        raise ValueError(f"'label' verdicts must be among {list(VERDICTS)}, got {bad!r}")
+    return 0 if any(v.lower() == "reject" for v in verdicts) else 1
 
 
 def critic_loss(
@@ -244,12 +279,13 @@ def critic_loss(
     qa_target: torch.Tensor,
     rationale_pred: torch.Tensor,
     rationale_target: torch.Tensor,
-    weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    weights: tuple[float, float, float] = (1.0, 0.5, 0.5),
 ) -> dict[str, torch.Tensor]:
     """LSKD critic objective (sec. 2.3, Table 1 "+ QA MSE + Rationale MSE").
 
     ``L = w_c CE(accept_logits, label) + w_qa MSE(qa_pred, y_QA) + w_r MSE(rationale_pred, y_QA->R)``.
-    The rationale head regresses onto the *rationale* score ``y_QA->R`` (the released code
+    The paper gives no weights; the released code (``blip2_critic.py``) uses ``w_c = 1``, ``w_qa = w_r = 0.5``,
+    the default here. The rationale head regresses onto the *rationale* score ``y_QA->R`` (the released code
     regresses it onto the QA score, a bug). Returns the components and ``loss``.
     """
     ce = F.cross_entropy(accept_logits, labels)

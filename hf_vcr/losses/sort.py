@@ -22,6 +22,7 @@ __all__ = [
     "ground_truth_scores",
     "gradcam_vectors",
     "safe_cosine",
+    "released_cosine",
     "reasoning_similarities",
     "contrastive_gradient_loss",
     "vqa_bce",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 ROLE_REASONING, ROLE_SUB, ROLE_IRRELEVANT = 0, 1, 2
-SORT_MODES = ("sq_iq", "sq_only", "pull_only")
+SORT_MODES = ("sq_iq", "sq_only", "released")
 
 
 def ground_truth_scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,13 +65,38 @@ def gradcam_vectors(
 
 
 def safe_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Row-wise cosine similarity that is 0 (with finite gradients) when either vector is zero.
+    """Row-wise cosine similarity, scale-invariant, and 0 (with finite gradients) when either vector is zero.
 
-    The norms are ``sqrt(max(|x|², eps²))``: the clamp has zero gradient below ``eps²``, so a zero
-    vector never produces ``0/0``.
+    Each row is first divided by its largest absolute entry (the cosine does not change), so the norm
+    floor ``eps`` only ever acts on an exactly-zero row: a tiny Grad-CAM vector (``|G| ≪ eps``, common
+    when the model is confident) keeps its true cosine instead of being shrunk towards 0. Norms are
+    ``sqrt(max(|x|², eps²))``, whose clamp has zero gradient below ``eps²``, so a zero row never gives ``0/0``.
+    """
+    a, b = _unit_max(a.flatten(1)), _unit_max(b.flatten(1))
+    na = a.pow(2).sum(-1).clamp(min=eps * eps).sqrt()
+    nb = b.pow(2).sum(-1).clamp(min=eps * eps).sqrt()
+    return (a * b).sum(-1) / (na * nb)
+
+
+def _unit_max(x: torch.Tensor) -> torch.Tensor:
+    """``x / max|x|`` per row (rows of zeros unchanged)."""
+    m = x.abs().amax(-1, keepdim=True)
+    return x / torch.where(m > 0, m, torch.ones_like(m))
+
+
+def released_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The released code's similarity (sameerdharur/sorting-vqa, ``PythiaIntrospect.cosine_distance``): each row
+    divided by its largest entry (signed max, not max-abs), then ``nn.CosineSimilarity(eps=1e-6)``, i.e.
+    ``x·y / (max(|x|, eps) max(|y|, eps))``.
+
+    The released code divides by zero (NaN) for a row whose largest entry is 0; here such a row is left
+    unscaled. A row whose largest entry is negative is flipped in sign, as released.
     """
     a, b = a.flatten(1), b.flatten(1)
-    na = a.pow(2).sum(-1).clamp(min=eps * eps).sqrt()
+    ma, mb = a.amax(-1, keepdim=True), b.amax(-1, keepdim=True)
+    a = a / torch.where(ma != 0, ma, torch.ones_like(ma))
+    b = b / torch.where(mb != 0, mb, torch.ones_like(mb))
+    na = a.pow(2).sum(-1).clamp(min=eps * eps).sqrt()  # = max(|a|, eps), with a finite gradient at 0
     nb = b.pow(2).sum(-1).clamp(min=eps * eps).sqrt()
     return (a * b).sum(-1) / (na * nb)
 
@@ -121,8 +147,11 @@ def contrastive_gradient_loss(
       over the items that have at least one pair.
     * ``"sq_only"`` (the paper's "only SQ" ablation: irrelevant questions discarded, sub-questions
       aligned with the reasoning question): ``1 - cos(G_R, G_S)``, averaged per item then over items.
-    * ``"pull_only"`` (the released code, whose hinge is commented out): the Euclidean distance
-      ``|G_R - G_S|``, averaged per item then over items.
+    * ``"released"`` (sameerdharur/sorting-vqa ``distance_importance_loss``, whose hinge is commented out):
+      ``1 - released_cosine(G_R, G_S)`` (each vector divided by its largest entry, ``eps`` 1e-6), averaged
+      per item then over items; the released batches hold one sub-question per reasoning question, where
+      this is the released batch mean. Its weight in eq. 3 is 0.001 × the number of answers there
+      (:func:`sort_total_loss`'s caller sets it).
 
     ``valid`` ``[Q]`` masks questions without a ground-truth class (their Grad-CAM vector is
     undefined); an item whose reasoning question is not valid contributes nothing. Zero
@@ -152,7 +181,7 @@ def contrastive_gradient_loss(
     if mode == "sq_only":
         values = 1.0 - safe_cosine(g, g[r], eps)
     else:
-        values = (g - g[r]).pow(2).sum(-1).clamp(min=eps * eps).sqrt()
+        values = 1.0 - released_cosine(g[r], g)
     return _per_item_mean(values, is_s.to(g.dtype), item_index, n_items)
 
 
@@ -187,5 +216,6 @@ def sort_total_loss(
     lambda_irrelevant: float = 0.0003,
 ) -> torch.Tensor:
     """Eq. 3: ``L_SOrT = L_CG + λ1 L_BCE(o_R, gt_R) + λ2 L_BCE(o_S, gt_S) + λ3 L_BCE(o_I, gt_I)``
-    (paper's values λ1 = λ2 = 2.27, λ3 = 0.0003, appendix A.1.7)."""
+    (paper's values λ1 = λ2 = 2.27, λ3 = 0.0003, appendix A.1.7; the released configuration uses
+    λ1 = λ2 = λ3 = 0.33 and ``l_cg`` weighted by 0.001 × the number of answers)."""
     return l_cg + lambda_reasoning * bce_reasoning + lambda_sub * bce_sub + lambda_irrelevant * bce_irrelevant

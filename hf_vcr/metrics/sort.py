@@ -16,15 +16,16 @@ of their Grad-CAM vector with the reasoning question's), higher first:
   ``|α - α'|`` (their scores); 0 for a set ranked right; then averaged over the sets (eq. 6-7).
 
 Ties in score are broken pessimistically (an irrelevant question ranks above a relevant one with
-the same score), so constant scores earn no credit. Ranking metrics are fractions in [0, 1], as
-in the appendix's worked examples; sets without any relevant question are skipped and counted.
+the same score), so constant scores earn no credit. :func:`ranking_metrics` reports the dataset means
+in percent, as Table 1 does (WPR included: 52.75 for Pythia); :func:`ranking_metrics_one` gives one
+set's values as fractions, as in the appendix's worked examples. Sets without any relevant question
+are skipped and counted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import os
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -78,7 +79,8 @@ def ranking_metrics_one(scores: Sequence[float], relevant: Sequence[int]) -> dic
 
 
 def ranking_metrics(score_lists: Iterable[Sequence[float]], relevant_lists: Iterable[Sequence[int]]) -> dict[str, float]:
-    """Dataset means of MP@1, ranking accuracy, MRR and WPR; ``n`` sets scored, ``n_skipped`` without a relevant item."""
+    """Dataset means of MP@1, ranking accuracy, MRR and WPR in percent (×100, as SOrT's Table 1); ``n`` sets
+    scored, ``n_skipped`` without a relevant item."""
     totals = {"mp1": 0.0, "ranking_accuracy": 0.0, "mrr": 0.0, "wpr": 0.0}
     n = skipped = 0
     for scores, relevant in zip(score_lists, relevant_lists):
@@ -90,7 +92,7 @@ def ranking_metrics(score_lists: Iterable[Sequence[float]], relevant_lists: Iter
         n += 1
     if n == 0:
         raise ValueError("no set with a relevant question to rank")
-    out = {k: v / n for k, v in totals.items()}
+    out = {k: 100.0 * v / n for k, v in totals.items()}
     out["n"] = n
     out["n_skipped"] = skipped
     return out
@@ -113,12 +115,13 @@ def quadrants(reasoning_correct: Sequence[bool], sub_correct: Sequence[Sequence[
 
 
 def consistency_metrics(reasoning_correct: Sequence[bool], sub_correct: Sequence[Sequence[bool]]) -> dict:
-    """``{"quadrants": {...}, "consistency": R✓S✓ / (R✓S✓ + R✓S✗)}`` in percent (eq. 4), plus reasoning accuracy."""
+    """``{"quadrants": {...}, "consistency": R✓S✓ / (R✓S✓ + R✓S✗)}`` in percent (eq. 4; None when no reasoning
+    question is answered right), plus reasoning accuracy."""
     q = quadrants(reasoning_correct, sub_correct)
     denom = q["r_right_s_right"] + q["r_right_s_wrong"]
     return {
         "quadrants": q,
-        "consistency": 100.0 * q["r_right_s_right"] / denom if denom > 0 else float("nan"),
+        "consistency": 100.0 * q["r_right_s_right"] / denom if denom > 0 else None,  # undefined: null, never NaN
         "reasoning_accuracy": 100.0 * float(np.mean([bool(r) for r in reasoning_correct])),
         "n_pairs": int(sum(len(s) for s in sub_correct)),
     }
@@ -133,36 +136,34 @@ def vqa_accuracy(predictions: Sequence[str], soft_scores: Sequence[dict[str, flo
 
 # ---------------------------------------------------------------------------------- CLI
 def read_jsonl(path: str, required: dict[str, type]) -> list[dict]:
-    """Read a jsonl file; errors name the file, the line and what is wrong."""
+    """Read a jsonl file strictly (UTF-8, no repeated keys, no NaN); errors name the file, the line and what is wrong."""
+    from ..utils.json_files import decode_utf8, loads_strict
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"file not found: {path}")
+    with open(path, "rb") as f:
+        raw = f.read()
     rows = []
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise FileNotFoundError(f"cannot open {path}: {e}") from e
-    with f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {line_no}: malformed JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}, line {line_no}: expected a JSON object")
-            for key, kind in required.items():
-                if key not in row:
-                    raise ValueError(f"{path}, line {line_no}: missing key {key!r}")
-                if not isinstance(row[key], kind):
-                    raise ValueError(f"{path}, line {line_no}: {key!r} must be a {kind.__name__}")
-            row["_line"] = line_no
-            rows.append(row)
+    for line_no, line in enumerate(decode_utf8(raw, path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = loads_strict(line, path, ValueError, line_no)
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}, line {line_no}: expected a JSON object, got {type(row).__name__}")
+        for key, kind in required.items():
+            if key not in row:
+                raise ValueError(f"{_where(path, {**row, '_line': line_no})}: missing key {key!r}")
+            if not isinstance(row[key], kind):
+                raise ValueError(f"{_where(path, {**row, '_line': line_no})}: {key!r} must be a {kind.__name__}, got {type(row[key]).__name__}")
+        row["_line"] = line_no
+        rows.append(row)
     if not rows:
-        raise ValueError(f"{path}: no records")
+        raise ValueError(f"{path}: no records (empty file)")
     return rows
 
 
-def _finite(x: float) -> float | None:
-    return None if isinstance(x, float) and math.isnan(x) else x
+def _where(path: str, row: dict) -> str:
+    return f"{path}, line {row['_line']}" + (f" ({row['id']})" if "id" in row else "")
 
 
 def ranking_cli(argv: Sequence[str]) -> int:
@@ -175,13 +176,15 @@ def ranking_cli(argv: Sequence[str]) -> int:
     rows = read_jsonl(args.scores, {"scores": list, "relevant": list})
     for row in rows:
         if len(row["scores"]) != len(row["relevant"]) or not row["scores"]:
-            raise ValueError(f"{args.scores}, line {row['_line']}: 'scores' and 'relevant' must be non-empty and of equal length")
+            raise ValueError(f"{_where(args.scores, row)}: 'scores' and 'relevant' must be non-empty and of equal length")
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in row["scores"]):
-            raise ValueError(f"{args.scores}, line {row['_line']}: 'scores' must be numbers")
+            raise ValueError(f"{_where(args.scores, row)}: 'scores' must be numbers")
         if not all(x in (0, 1) for x in row["relevant"]):
-            raise ValueError(f"{args.scores}, line {row['_line']}: 'relevant' must hold 0 or 1")
+            raise ValueError(f"{_where(args.scores, row)}: 'relevant' must hold 0 or 1")
     result = ranking_metrics([r["scores"] for r in rows], [r["relevant"] for r in rows])
-    print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}))
+    from ..utils.json_files import dumps_strict
+
+    print(dumps_strict(result, 4))
     return 0
 
 
@@ -197,10 +200,9 @@ def consistency_cli(argv: Sequence[str]) -> int:
     rows = read_jsonl(args.predictions, {"reasoning_correct": bool, "sub_correct": list})
     for row in rows:
         if not all(isinstance(x, bool) for x in row["sub_correct"]):
-            raise ValueError(f"{args.predictions}, line {row['_line']}: 'sub_correct' must be a list of booleans")
+            raise ValueError(f"{_where(args.predictions, row)}: 'sub_correct' must be a list of booleans")
     result = consistency_metrics([r["reasoning_correct"] for r in rows], [r["sub_correct"] for r in rows])
-    result["quadrants"] = {k: round(v, 4) for k, v in result["quadrants"].items()}
-    result["consistency"] = _finite(round(result["consistency"], 4))
-    result["reasoning_accuracy"] = round(result["reasoning_accuracy"], 4)
-    print(json.dumps(result))
+    from ..utils.json_files import dumps_strict
+
+    print(dumps_strict(result, 4))
     return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 from typing import Sequence
 
@@ -32,7 +31,8 @@ def vcr_accuracies(
     ``rationale_pred`` is the rationale chosen when the *predicted* answer is fed to QA→R
     (used for Q→AR); ``rationale_pred_given_right_answer`` is the one chosen with the right
     answer (the QA→R task). When the latter is None, ``rationale_pred`` serves both.
-    Also reports QA→R split by whether Q→A was right.
+    Also reports QA→R split by whether Q→A was right; a split without items is ``None`` (undefined: written as
+    JSON ``null``, never ``NaN``).
     """
     a_hat, a = np.asarray(answer_pred), np.asarray(answer_label)
     r_hat, r = np.asarray(rationale_pred), np.asarray(rationale_label)
@@ -46,10 +46,10 @@ def vcr_accuracies(
         "q2a": 100.0 * a_ok.mean(),
         "qa2r": 100.0 * r_ok.mean(),
         "q2ar": 100.0 * (a_ok & (r_hat == r)).mean(),
-        "qa2r_when_q2a_right": 100.0 * r_ok[a_ok].mean() if a_ok.any() else float("nan"),
-        "qa2r_when_q2a_wrong": 100.0 * r_ok[~a_ok].mean() if (~a_ok).any() else float("nan"),
+        "qa2r_when_q2a_right": 100.0 * r_ok[a_ok].mean() if a_ok.any() else None,
+        "qa2r_when_q2a_wrong": 100.0 * r_ok[~a_ok].mean() if (~a_ok).any() else None,
     }
-    return {k: float(v) for k, v in out.items()}
+    return {k: None if v is None else float(v) for k, v in out.items()}
 
 
 def accuracies_from_scores(answer_scores: np.ndarray, rationale_scores: np.ndarray, answer_label, rationale_label) -> dict[str, float]:
@@ -89,37 +89,64 @@ def write_leaderboard_csv(path: str, annot_ids: Sequence[str], answer_probs: np.
 
 
 def read_leaderboard_csv(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``annot_id -> (answer_scores [4], rationale_scores [4, 4])`` from a leaderboard csv."""
-    out = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in LEADERBOARD_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing leaderboard columns {missing}")
-        for line_no, row in enumerate(reader, start=2):
-            try:
-                answers = np.array([float(row[c]) for c in ANSWER_COLUMNS])
-                rationales = np.array([float(row[c]) for c in RATIONALE_COLUMNS]).reshape(N_CHOICES, N_CHOICES)
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"{path}, line {line_no}: a score is not a number ({e})") from e
-            if row["annot_id"] in out:
-                raise ValueError(f"{path}, line {line_no}: duplicate annot_id {row['annot_id']!r}")
-            out[row["annot_id"]] = (answers, rationales)
-    return out
+    """``annot_id -> (answer_scores [4], rationale_scores [4, 4])`` from a leaderboard csv; every score must be a
+    finite number (NaN would make argmax pick choice 0), every annot_id appear once."""
+    return _read_leaderboard(path)[0]
+
+
+def _read_leaderboard(path: str) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, int]]:
+    from ..utils.csv_files import read_csv_rows
+
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    lines: dict[str, int] = {}
+    for line_no, row in read_csv_rows(path, "VCR leaderboard csv", ValueError, LEADERBOARD_COLUMNS):
+        aid = row["annot_id"].strip()
+        where = f"{path}, line {line_no} ({aid})"
+        try:
+            scores = np.array([float(row[c]) for c in ANSWER_COLUMNS + RATIONALE_COLUMNS])
+        except ValueError:
+            bad = next(c for c in ANSWER_COLUMNS + RATIONALE_COLUMNS if not _is_float(row[c]))
+            raise ValueError(f"{where}: {bad} is not a number: {row[bad]!r}") from None
+        if not np.isfinite(scores).all():
+            bad = (ANSWER_COLUMNS + RATIONALE_COLUMNS)[int(np.flatnonzero(~np.isfinite(scores))[0])]
+            raise ValueError(f"{where}: {bad} is {row[bad].strip()}; scores must be finite numbers")
+        if aid in out:
+            raise ValueError(f"{where}: duplicate annot_id (first on line {lines[aid]})")
+        out[aid], lines[aid] = (scores[:N_CHOICES], scores[N_CHOICES:].reshape(N_CHOICES, N_CHOICES)), line_no
+    if not out:
+        raise ValueError(f"{path}: no predictions (only a header)")
+    return out, lines
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def evaluate_leaderboard(predictions_csv: str, annotations_jsonl: str) -> dict[str, float]:
-    """Score a leaderboard csv against a labelled VCR jsonl."""
-    from ..data.vcr import read_vcr_jsonl
+    """Score a leaderboard csv against a labelled VCR jsonl: one prediction per item, none for unknown ids."""
+    from ..data.vcr_format import enumerate_items
 
-    preds = read_leaderboard_csv(predictions_csv)
-    items = list(read_vcr_jsonl(annotations_jsonl))
+    preds, lines = _read_leaderboard(predictions_csv)
+    items = []
+    for line_no, item in enumerate_items(annotations_jsonl):
+        if "answer_label" not in item or "rationale_label" not in item:
+            raise ValueError(f"{annotations_jsonl}, line {line_no} ({item['annot_id']}): no answer_label / rationale_label; "
+                             "items without labels (the test split) cannot be scored")
+        items.append(item)
+    if not items:
+        raise ValueError(f"{annotations_jsonl}: no VCR items (empty file)")
     missing = [it["annot_id"] for it in items if it["annot_id"] not in preds]
     if missing:
-        raise ValueError(f"{predictions_csv}: no prediction for {len(missing)} annot_ids, e.g. {missing[:3]}")
-    unlabeled = [it["annot_id"] for it in items if "answer_label" not in it or "rationale_label" not in it]
-    if unlabeled:
-        raise ValueError(f"{annotations_jsonl}: items without labels cannot be scored, e.g. {unlabeled[:3]}")
+        raise ValueError(f"{predictions_csv}: no prediction for {len(missing)} of {len(items)} annot_ids of {annotations_jsonl}, e.g. {missing[:3]}")
+    known = {it["annot_id"] for it in items}
+    extra = [aid for aid in preds if aid not in known]
+    if extra:
+        raise ValueError(f"{predictions_csv}, line {lines[extra[0]]} ({extra[0]}): not an annot_id of {annotations_jsonl}"
+                         f" ({len(extra)} such predictions)")
     answer_scores = np.stack([preds[it["annot_id"]][0] for it in items])
     rationale_scores = np.stack([preds[it["annot_id"]][1] for it in items])
     return accuracies_from_scores(
@@ -128,8 +155,10 @@ def evaluate_leaderboard(predictions_csv: str, annotations_jsonl: str) -> dict[s
 
 
 def rounded_json(metrics: dict[str, float]) -> str:
-    """Metrics as one strict JSON object: percent to two decimals, undefined (NaN) values as null."""
-    return json.dumps({k: (None if v is None or v != v else round(v, 2)) for k, v in metrics.items()})
+    """Metrics as one strict JSON object: percent to two decimals, undefined (None, NaN) values as null."""
+    from ..utils.json_files import dumps_strict
+
+    return dumps_strict(metrics, 2)
 
 
 def evaluate_cli(argv: Sequence[str]) -> int:

@@ -1,8 +1,10 @@
 """Zero-shot localized multiple choice by image-text matching (LSKD, Park et al., 2023, section 4).
 
 A candidate text is scored by the student's ITM head, P(match | image with regions drawn, text);
-the candidate with the highest score is chosen. For VCR the regions referenced in the item are
-drawn with their fixed colours and named ``[k]`` in the text: Q→A scores ``"Q Answer: A_i"``,
+the candidate with the highest score is chosen. For VCR the objects referenced in the item are
+renumbered ``0..n-1`` in drawing order (ascending VCR index), drawn in the colours of those ids and named
+``[k]`` in the text, as the released evaluation does (so an item never shows an id or colour the student did not
+see in training, where ids are ``0..n-1`` too): Q→A scores ``"Q Answer: A_i"``,
 QA→R scores ``"Q Answer: A_i Rationale: R_j"`` (for every answer, so Q→AR can use the rationale
 chosen for the *predicted* answer). Any "image + candidate texts" set (Visual7W telling,
 SNLI-VE style, the embedded localized set) uses the same :class:`ItmScorer`.
@@ -23,14 +25,15 @@ import torch
 from PIL import Image
 
 from ..data.lskd import lskd_text
-from ..data.regions import draw_vcr_item, localize, refs_to_text
+from ..data.vcr_format import resolve_under
+from ..data.regions import draw_vcr_item, drawing_order_ids, localize, refs_to_text, vcr_mentioned
 
 
 class ItmScorer:
     """Scores (image, text) pairs with an ``LskdStudentModel``: P(match) from the ITM head (``head="itm"``, the
     default and the paper's zero-shot scorer) or the ITC cosine similarity (``head="itc"``)."""
 
-    def __init__(self, model, tokenizer, image_processor, max_length: int = 64, batch_size: int = 32, device=None, head: str = "itm"):
+    def __init__(self, model, tokenizer, image_processor, max_length: int = 128, batch_size: int = 32, device=None, head: str = "itm"):
         if head not in ("itm", "itc"):
             raise ValueError(f"head must be 'itm' (matching probability) or 'itc' (contrastive similarity), got {head!r}")
         self.head = head
@@ -50,7 +53,7 @@ class ItmScorer:
     def score_embeds(self, image_embeds: torch.Tensor, texts: Sequence[str]) -> np.ndarray:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         if self.head == "itc":
-            img = self.model.image_feats(image_embeds)
+            img = self.model.image_feats(self.model.vision_features(image_embeds=image_embeds))
             txt = self.model.text_feats(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
             return torch.einsum("bqd,bd->bq", img, txt).max(dim=1).values.float().cpu().numpy()
         return self.model.match_probability(
@@ -109,13 +112,13 @@ def localized_mc_items(mc_jsonl: str, images_dir: str) -> list[tuple[Image.Image
             try:
                 row = json.loads(line)
                 regions = {int(r["name"]): r["boxes"] for r in row["references"]}
-                image = Image.open(os.path.join(images_dir, row["image"])).convert("RGB")
+                image = Image.open(resolve_under(images_dir, row["image"], "image", f"{mc_jsonl}, line {line_no}")).convert("RGB")
                 choices, label = row["choices"], int(row["label"])
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError) as e:
                 raise ValueError(f"{mc_jsonl}, line {line_no}: bad multiple-choice item ({type(e).__name__}: {e})") from None
             if not 0 <= label < len(choices):
                 raise ValueError(f"{mc_jsonl}, line {line_no}: label {label} out of range for {len(choices)} choices")
-            drawn, texts, _ = localize(image, regions, [row["question"], *choices], mentioned=row.get("region"))
+            drawn, texts, _ = localize(image, regions, [row["question"], *choices], mentioned=row.get("region"), renumber=True)
             items.append((drawn, [lskd_text(texts[0], t) for t in texts[1:]], label))
     return items
 
@@ -134,11 +137,15 @@ def itm_pair_accuracy(scorer: ItmScorer, rows: Sequence[dict], negatives: Sequen
 
 
 def vcr_item_scores(scorer: ItmScorer, row: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Answer scores ``[4]`` and rationale scores ``[4 answers, 4 rationales]`` for one ``load_vcr`` row."""
-    image = draw_vcr_item(row)
-    q = refs_to_text(row["question"], row["question_refs"])
-    answers = [refs_to_text(w, r) for w, r in zip(row["answer_choices"], row["answer_choices_refs"])]
-    rationales = [refs_to_text(w, r) for w, r in zip(row["rationale_choices"], row["rationale_choices_refs"])]
+    """Answer scores ``[4]`` and rationale scores ``[4 answers, 4 rationales]`` for one ``load_vcr`` row.
+
+    The referenced objects are renumbered ``0..n-1`` in drawing order, in the image and in every text alike.
+    """
+    id_map = drawing_order_ids(vcr_mentioned(row))
+    image = draw_vcr_item(row, id_map=id_map)
+    q = refs_to_text(row["question"], row["question_refs"], id_map)
+    answers = [refs_to_text(w, r, id_map) for w, r in zip(row["answer_choices"], row["answer_choices_refs"])]
+    rationales = [refs_to_text(w, r, id_map) for w, r in zip(row["rationale_choices"], row["rationale_choices_refs"])]
     emb = scorer.image_embeds([image])
     a_scores = scorer.score_embeds(emb.expand(len(answers), -1, -1), [lskd_text(q, a) for a in answers])
     qar = [lskd_text(q, a, r) for a in answers for r in rationales]

@@ -23,11 +23,14 @@ class LskdStudentConfig(Blip2Config):
     temperature_init (`float`, defaults to 0.07): initial ITC temperature (learnable, clamped to
         ``[temperature_min, temperature_max]``).
     freeze_vision (`bool`, defaults to True): keep the vision encoder frozen (LSKD trains only the Q-Former side;
-        False gives full fine-tuning, e.g. for the benchmark's baseline).
+        False gives full fine-tuning, e.g. for the benchmark's baseline). The vision post-layernorm (LAVIS's
+        ``ln_vision``, a separate module there) is not part of the frozen encoder and trains, as in LAVIS.
     tie_word_embeddings (`bool`, defaults to True): tie the ITG language-model head to the
         Q-Former word embeddings.
     decoder_start_token_id (`int`, optional): token put at position 0 of the ITG input
-        (BLIP-2's ``[DEC]``); defaults to the tokenizer's ``[CLS]`` id when None.
+        (BLIP-2's ``[DEC]``). When not given it is the last id of the Q-Former vocabulary: LAVIS adds
+        ``[DEC]`` as the one token after BERT's vocabulary (id 30522 of the 30523 of the released BLIP-2
+        checkpoints), which is also the id a BERT tokenizer gives ``[DEC]`` once it is added.
     """
 
     model_type = "lskd_student"
@@ -41,22 +44,35 @@ class LskdStudentConfig(Blip2Config):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         _with_text_input(self)
+        if self.decoder_start_token_id is None:
+            self.decoder_start_token_id = self.qformer_config.vocab_size - 1
+
+
+CRITIC_HEADS = ("released", "linear")
 
 
 @strict
 class LskdCriticConfig(Blip2Config):
-    r"""LSKD critic: Q-Former + ITM head + accept/reject head + QA-score and rationale-score heads.
+    r"""LSKD critic: Q-Former + the accept/reject classifier + QA-score and rationale-score heads.
 
-    critic_dropout (`float`, defaults to 0.1): dropout before the critic heads.
+    critic_head (`str`, defaults to "released"): ``"released"`` is the released critic (``blip2_critic.py``):
+        accept/reject from the (pre-trained) ITM head on every multimodal query output, averaged over the
+        queries, and each score from an MLP (Linear-ReLU-Linear) on every query output, averaged over the
+        queries. ``"linear"`` is hf_vcr's earlier head: new linear layers (accept/reject and the two scores) on
+        the mean query output after dropout.
+    critic_dropout (`float`, defaults to 0.1): dropout before the ``"linear"`` heads (the released head has none).
     """
 
     model_type = "lskd_critic"
+    critic_head: str = "released"
     critic_dropout: float = 0.1
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         _with_text_input(self)
+        if self.critic_head not in CRITIC_HEADS:
+            raise ValueError(f"critic_head must be one of {CRITIC_HEADS}, got {self.critic_head!r}")
 
 
 def _tiny_parts(vocab_size: int, image_size: int, patch_size: int, hidden: int, dropout: float) -> dict:

@@ -9,9 +9,11 @@
   mask) in one call so that DDP sees a single forward per step; the losses themselves live
   in :mod:`hf_vcr.losses.lskd` and are composed by ``QFormerDistillTrainer``.
   The vision encoder is frozen (LSKD appendix: "We do not finetune the ViT ... and only
-  train the QFormer").
-* :class:`LskdCriticModel` is the same backbone with an accept/reject head and QA-score and
-  rationale-score regression heads on the ITM representation (LSKD section 2.3).
+  train the QFormer"); its post-layernorm, LAVIS's separate ``ln_vision``, trains as in LAVIS.
+  ``image_embeds`` arguments are the frozen encoder's outputs *before* that layernorm (what can be cached).
+* :class:`LskdCriticModel` is the same backbone with an accept/reject classifier and QA-score and
+  rationale-score regression heads on the ITM representation (LSKD section 2.3; by default the released
+  critic: the ITM head classifies, per-query MLPs score).
 
 Both register with ``AutoConfig`` / ``AutoModel`` when imported.
 """
@@ -45,7 +47,10 @@ from ..losses.lskd import (
 from .configuration_lskd import LskdCriticConfig, LskdStudentConfig
 
 # parameters of the Q-Former side, the only ones the student trains
-QFORMER_SIDE_PREFIXES = ("query_tokens", "qformer.", "embeddings.", "vision_projection.", "text_projection.", "itm_head.", "lm_head.", "temp")
+QFORMER_SIDE_PREFIXES = (
+    "query_tokens", "qformer.", "embeddings.", "vision_projection.", "text_projection.", "itm_head.", "lm_head.", "temp",
+    "vision_model.post_layernorm.",  # LAVIS's ln_vision: outside the frozen ViT there, trained with the Q-Former
+)
 
 
 @dataclass
@@ -117,33 +122,45 @@ class _LskdQFormerBase(Blip2ForImageTextRetrieval):
             nn.init.normal_(self.query_tokens, std=self.config.initializer_range)
 
     # ---------------------------------------------------------------- freezing
+    def _vision_trunk_parameters(self):
+        return [p for n, p in self.vision_model.named_parameters() if not n.startswith("post_layernorm.")]
+
     @property
     def vision_frozen(self) -> bool:
-        return not any(p.requires_grad for p in self.vision_model.parameters())
+        return not any(p.requires_grad for p in self._vision_trunk_parameters())
 
     def freeze_vision_model(self, frozen: bool = True) -> None:
-        self.vision_model.requires_grad_(not frozen)
+        """Freeze (or unfreeze) the vision encoder; its post-layernorm (LAVIS's ``ln_vision``) always trains."""
+        for p in self._vision_trunk_parameters():
+            p.requires_grad_(not frozen)
+        self.vision_model.post_layernorm.requires_grad_(True)
         if frozen:
             self.vision_model.eval()
 
     def train(self, mode: bool = True):
         super().train(mode)
         if self.vision_frozen:
-            self.vision_model.eval()  # a frozen encoder runs without dropout, as in BLIP-2
+            self.vision_model.eval()  # a frozen encoder runs without dropout, as in BLIP-2 (the layernorm has none)
         return self
 
     # ---------------------------------------------------------------- passes
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Vision encoder outputs ``[B, P, Dv]`` (without gradient when the encoder is frozen)."""
+        """Vision encoder outputs before the post-layernorm ``[B, P, Dv]`` (no gradient when the encoder is frozen),
+        so they can be cached while ``ln_vision`` trains."""
+        vm = self.vision_model
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.vision_frozen):
-            return self.vision_model(pixel_values=pixel_values).last_hidden_state
+            return vm.encoder(inputs_embeds=vm.embeddings(pixel_values)).last_hidden_state
 
-    def _image_embeds(self, pixel_values, image_embeds):
+    def vision_features(self, pixel_values: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """What the Q-Former attends to: ``ln_vision(encode_image(pixel_values))`` (or of the given ``image_embeds``)."""
         if image_embeds is None:
             if pixel_values is None:
                 raise ValueError("pass pixel_values or image_embeds")
             image_embeds = self.encode_image(pixel_values)
-        return image_embeds
+        return self.vision_model.post_layernorm(image_embeds)
+
+    def _image_embeds(self, pixel_values, image_embeds):
+        return self.vision_features(pixel_values, image_embeds)
 
     def _image_mask(self, image_embeds):
         return torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
@@ -225,10 +242,12 @@ class LskdStudentModel(_LskdQFormerBase):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        model = super().from_pretrained(*args, **kwargs)
-        if isinstance(model, LskdStudentModel):  # loading re-creates parameters: freeze again
+        loaded = super().from_pretrained(*args, **kwargs)
+        # loading re-creates parameters: freeze again (output_loading_info=True returns (model, info))
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if isinstance(model, LskdStudentModel):
             model.freeze_vision_model(model.config.freeze_vision)
-        return model
+        return loaded
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -331,7 +350,13 @@ class LskdStudentModel(_LskdQFormerBase):
 
 
 class LskdCriticModel(_LskdQFormerBase):
-    """The LSKD critic: BLIP-2 ITM backbone + accept/reject head + QA-score and rationale-score heads."""
+    """The LSKD critic: BLIP-2 ITM backbone + accept/reject classifier + QA-score and rationale-score heads.
+
+    ``config.critic_head="released"`` (default): the classifier is the ITM head (pre-trained in a BLIP-2
+    checkpoint) on every multimodal query output, averaged over the queries; each score head is
+    ``Linear(h, h) - ReLU - Linear(h, 1)`` on every query output, averaged over the queries
+    (``blip2_critic.py``). ``"linear"``: new linear heads on the dropped-out mean query output.
+    """
 
     config_class = LskdCriticConfig
     config: LskdCriticConfig
@@ -339,10 +364,14 @@ class LskdCriticModel(_LskdQFormerBase):
     def __init__(self, config: LskdCriticConfig):
         self._build_backbone(config)
         h = config.qformer_config.hidden_size
-        self.critic_dropout = nn.Dropout(config.critic_dropout)
-        self.critic_head = nn.Linear(h, 2)
-        self.qa_score_head = nn.Linear(h, 1)
-        self.rationale_score_head = nn.Linear(h, 1)
+        if config.critic_head == "released":
+            self.qa_score_head = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
+            self.rationale_score_head = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
+        else:
+            self.critic_dropout = nn.Dropout(config.critic_dropout)
+            self.critic_head = nn.Linear(h, 2)
+            self.qa_score_head = nn.Linear(h, 1)
+            self.rationale_score_head = nn.Linear(h, 1)
         self.post_init()
 
     def forward(
@@ -358,13 +387,22 @@ class LskdCriticModel(_LskdQFormerBase):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         image_embeds = self._image_embeds(pixel_values, image_embeds)
-        hidden = self.multimodal_query_output(image_embeds, input_ids, attention_mask)
+        hidden = self.multimodal_query_output(image_embeds, input_ids, attention_mask)  # [B, Q, H]
+        itm_logits = self.itm_head(hidden).mean(dim=1)
+        if self.config.critic_head == "released":
+            return LskdCriticOutput(
+                logits=itm_logits,
+                qa_score=self.qa_score_head(hidden).mean(dim=1).squeeze(-1),
+                rationale_score=self.rationale_score_head(hidden).mean(dim=1).squeeze(-1),
+                itm_logits=itm_logits,
+                pooled_output=hidden.mean(dim=1),
+            )
         pooled = self.critic_dropout(hidden.mean(dim=1))
         return LskdCriticOutput(
             logits=self.critic_head(pooled),
             qa_score=self.qa_score_head(pooled).squeeze(-1),
             rationale_score=self.rationale_score_head(pooled).squeeze(-1),
-            itm_logits=self.itm_head(hidden).mean(dim=1),
+            itm_logits=itm_logits,
             pooled_output=pooled,
         )
 

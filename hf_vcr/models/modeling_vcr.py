@@ -94,7 +94,11 @@ class VcrModel(VcrPreTrainedModel):
 
     # -- visual side -----------------------------------------------------------------
     def _feature_map(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        out = self.vision_backbone(pixel_values=pixel_values)
+        kwargs = {}
+        if getattr(self.vision_backbone.config, "model_type", None) == "vit":
+            # a ViT at another image size than its pretraining one: interpolate its position embeddings
+            kwargs["interpolate_pos_encoding"] = tuple(pixel_values.shape[-2:]) != (self.vision_backbone.config.image_size,) * 2
+        out = self.vision_backbone(pixel_values=pixel_values, **kwargs)
         fmap = out.last_hidden_state
         if fmap.dim() == 3:  # ViT: [B, 1 + h*w, D] -> [B, D, h, w]
             tokens = fmap[:, 1:]
@@ -225,7 +229,17 @@ class VcrForMultipleChoice(VcrPreTrainedModel):
     def load_vision_backbone(self, name_or_path: str, **kwargs) -> None:
         """Initialise the vision backbone from a pretrained checkpoint (Hub name or local directory)."""
         pretrained = AutoModel.from_pretrained(name_or_path, **kwargs)
-        self.vcr.vision_backbone.load_state_dict(pretrained.state_dict(), strict=False)
+        ours, theirs = self.vcr.vision_backbone.state_dict(), pretrained.state_dict()
+        missing, unexpected = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+        wrong = [f"{k}: {tuple(theirs[k].shape)} vs {tuple(v.shape)}" for k, v in ours.items() if k in theirs and theirs[k].shape != v.shape]
+        if missing or unexpected or wrong:
+            # a silent partial load would train a randomly initialised backbone under a pretrained name
+            raise ValueError(
+                f"{name_or_path}: weights do not fit this model's vision backbone ({type(self.vcr.vision_backbone).__name__}; "
+                f"missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatch {wrong[:3]}): build the config with "
+                "vision_config=AutoConfig.from_pretrained(name_or_path)"
+            )
+        self.vcr.vision_backbone.load_state_dict(theirs)
 
 
 def _backbone_channels(vision_config) -> int:

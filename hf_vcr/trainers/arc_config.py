@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+
+from .training_args import HfVcrTrainingArguments
 
 
 @dataclass
-class ArcConfig(TrainingArguments):
+class ArcConfig(HfVcrTrainingArguments):
     """Stage 2 uses the ordinary ``TrainingArguments`` fields; stage 1 (the QR→A teacher) the ``teacher_*`` ones."""
 
     backbone: str = field(
@@ -26,12 +27,19 @@ class ArcConfig(TrainingArguments):
     )
     kd_r_variant: str = field(
         default="paper",
-        metadata={"help": "KD-R: 'paper' (eq. 10-11, s_i = h_C · h_R_i and cross entropy) or 'released' (linear "
-                          "projections, L2 normalisation, cosine cross entropy plus symmetric InfoNCE)."},
+        metadata={"help": "KD-R: 'paper' (eq. 10-11, s_i = h_C · h_R_i and cross entropy with the rationale label) or "
+                          "'released' (SDLZY/ARC InfoNCEEmbLoss_2: a Linear + L2 normalisation per side, CE of f_C's four "
+                          "answer features against f_R's detached right rationale (answer label) plus CE of f_R's four "
+                          "rationale features against f_C's detached right answer (rationale label)).",
+                  "choices": ["paper", "released"]},
     )
-    kd_r_temperature: float = field(default=0.1, metadata={"help": "Temperature of the 'released' KD-R cosine scores."})
-    kd_r_infonce_weight: float = field(default=1.0, metadata={"help": "Weight of the symmetric InfoNCE term ('released' KD-R)."})
-    kd_r_projection_dim: int = field(default=0, metadata={"help": "Projection width for 'released' KD-R (0: the hidden size)."})
+    kd_r_temperature: float = field(
+        default=1.0, metadata={"help": "Temperature of the 'released' KD-R cosine scores (released: temperature_infonce = 1)."}
+    )
+    kd_r_projection_dim: int = field(
+        default=0, metadata={"help": "Output width of the two 'released' KD-R projections (0: f_R's hidden size; released: "
+                                     "1536 -> 1536, the width of its features)."}
+    )
     teacher_mode: str = field(
         default="cached",
         metadata={"help": "'cached': f_C's logits and features are computed once for the training set and read from "
@@ -67,3 +75,7 @@ class ArcConfig(TrainingArguments):
             raise ValueError(f"alpha and beta must lie in [0, 1], got {self.alpha}, {self.beta}")
         if self.kd_temperature <= 0:
             raise ValueError(f"kd_temperature must be positive, got {self.kd_temperature}")
+        if self.kd_r_temperature <= 0:
+            raise ValueError(f"kd_r_temperature must be positive, got {self.kd_r_temperature}")
+        if self.kd_r_projection_dim < 0:
+            raise ValueError(f"kd_r_projection_dim must be 0 (f_R's hidden size) or positive, got {self.kd_r_projection_dim}")

@@ -21,12 +21,13 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from ..data.collator import VcrCollator
 from ..data.vcr import tokenize_view
-from ..losses.arc import arc_objective, kd_answer_loss, kd_rationale_loss, kd_rationale_loss_released
+from ..losses.arc import arc_objective, kd_answer_loss, kd_rationale_loss, kd_rationale_loss_released, select_choice
 from ..losses.multiple_choice import multiple_choice_loss
 from ..metrics.vcr import accuracies_from_scores
 from ..utils.checkpoints import atomic_directory, atomic_write_json, save_pretrained_atomic
 from ..utils.distributed import gathered_parameters, prepare_frozen_model
 from .arc_config import ArcConfig
+from ..utils.runtime import announce_run
 from .base import HfVcrTrainer, sub_model_location
 from .coupling_data import MultiViewCollator, finish_coupled_run, merge_views, save_sub_models, stage_args, view_inputs
 from .vcr_trainer import VcrTrainer, multiple_choice_accuracy
@@ -91,9 +92,12 @@ def coupled_metrics(eval_pred) -> dict[str, float]:
 class ArcTrainer(HfVcrTrainer):
     """Stage 2 of ARC's Algorithm 1: ``L = αKD-A + (1-α)CE_A + βKD-R + (1-β)CE_R`` (eq. 12-14).
 
-    The teacher's outputs come from the batch (``teacher_logits [B, 4]``, ``teacher_feature [B, H]``: the
-    cache) or, when ``teacher_model`` is given and the batch has none, from the frozen f_C run on the
-    QR→A view (prefix ``c``). CE_A, CE_R, KD-A and KD-R are logged separately.
+    The teacher's outputs come from the batch (``teacher_logits [B, 4]``, ``teacher_feature [B, 4, H]``: f_C's
+    fused features of all four answers, from the cache) or, when ``teacher_model`` is given and the batch has
+    none, from the frozen f_C run on the QR→A view (prefix ``c``). The paper's KD-R reads the feature at the
+    answer label; the released one needs all four (its answer direction). CE_A, CE_R, KD-A and KD-R are
+    logged separately (``ce_a``, ``ce_r``, ``kd_a``, ``kd_r``; the released KD-R's two directions as
+    ``kd_r_answer`` and ``kd_r_rationale``).
     """
 
     def __init__(self, *args, teacher_model: nn.Module | None = None, **kwargs):
@@ -109,9 +113,7 @@ class ArcTrainer(HfVcrTrainer):
             raise ValueError("ARC stage 2 needs teacher_logits/teacher_feature in the batch (the cache) or a teacher_model")
         with torch.no_grad():
             out = self.teacher_model(**view_inputs(inputs, "c"))
-            labels = inputs["c_labels"].clamp(min=0)
-            feature = out["pooled_output"][torch.arange(labels.shape[0], device=labels.device), labels]
-        return out["logits"].float(), feature.float()
+        return out["logits"].float(), out["pooled_output"].float()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         args: ArcConfig = self.args
@@ -120,16 +122,25 @@ class ArcTrainer(HfVcrTrainer):
         ce_a = multiple_choice_loss(outputs["answer_logits"], inputs["a_labels"])
         ce_r = multiple_choice_loss(outputs["rationale_logits"], inputs["r_labels"])
         kd_a = kd_answer_loss(outputs["answer_logits"], t_logits, args.kd_temperature, args.kd_scale_by_t2)
+        if t_feature.dim() != 3:
+            raise ValueError(f"ARC needs f_C's features of all four answers [B, 4, H], got {tuple(t_feature.shape)}; a "
+                             f"teacher cache written by an older hf_vcr holds one feature per item: delete "
+                             f"<output_dir>/{CACHE_DIR} to recompute it")
+        a_labels, r_labels = inputs["a_labels"], inputs["r_labels"]
+        extra = {}
         if args.kd_r_variant == "paper":
-            kd_r = kd_rationale_loss(t_feature, outputs["rationale_pooled"], inputs["r_labels"])
+            # eq. 10: h^C is f_C's feature of (Q, R, I, A_gt); an item without an answer label has none
+            r_for_kd = torch.where(a_labels != -100, r_labels, torch.full_like(r_labels, -100))
+            kd_r = kd_rationale_loss(select_choice(t_feature, a_labels), outputs["rationale_pooled"], r_for_kd)
         else:
             unwrapped = self.accelerator.unwrap_model(model)
-            kd_r = kd_rationale_loss_released(
-                t_feature, outputs["rationale_pooled"], inputs["r_labels"], unwrapped.teacher_projection,
-                unwrapped.student_projection, args.kd_r_temperature, args.kd_r_infonce_weight,
+            kd_r, kd_r_answer, kd_r_rationale = kd_rationale_loss_released(
+                t_feature, a_labels, outputs["rationale_pooled"], r_labels, unwrapped.teacher_projection,
+                unwrapped.student_projection, args.kd_r_temperature,
             )
+            extra = {"kd_r_answer": kd_r_answer, "kd_r_rationale": kd_r_rationale}
         loss, l_qa, l_qar = arc_objective(ce_a, kd_a, ce_r, kd_r, args.alpha, args.beta)
-        self.record(ce_a=ce_a, ce_r=ce_r, kd_a=kd_a, kd_r=kd_r, loss_qa=l_qa, loss_qar=l_qar)
+        self.record(ce_a=ce_a, ce_r=ce_r, kd_a=kd_a, kd_r=kd_r, loss_qa=l_qa, loss_qar=l_qar, **extra)
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -151,8 +162,9 @@ class ArcTrainer(HfVcrTrainer):
 @torch.no_grad()
 def compute_teacher_outputs(teacher: nn.Module, view: Dataset, collator: VcrCollator, batch_size: int = 64,
                             device: str | torch.device = "cpu") -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """f_C's logits ``[N, 4]`` and fused features ``[N, H]`` at the right answer (ARC eq. 10's h^C) for every item
-    of a tokenized QR→A view, in order, in evaluation mode."""
+    """f_C's logits ``[N, 4]`` and fused features of all four answers ``[N, 4, H]`` for every item of a tokenized
+    QR→A view, in order, in evaluation mode (eq. 10's h^C is the row of the answer label; the released KD-R's
+    answer direction scores all four)."""
     teacher.eval()
     loader = torch.utils.data.DataLoader(view, batch_size=batch_size, shuffle=False, collate_fn=collator)
     logits, features = [], []
@@ -163,7 +175,7 @@ def compute_teacher_outputs(teacher: nn.Module, view: Dataset, collator: VcrColl
             raise ValueError("the ARC teacher cache needs answer labels for every training item")
         out = teacher(**batch)
         logits.append(out["logits"].float().cpu())
-        features.append(out["pooled_output"][torch.arange(labels.shape[0], device=labels.device), labels].float().cpu())
+        features.append(out["pooled_output"].float().cpu())
     return list(view["annot_id"]), torch.cat(logits), torch.cat(features)
 
 
@@ -178,11 +190,16 @@ def save_teacher_cache(path: str, annot_ids: Sequence[str], logits: torch.Tensor
 
 
 def load_teacher_cache(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """annot_id -> (logits [4], feature [H])."""
-    tensors = load_file(os.path.join(path, "cache.safetensors"))
+    """annot_id -> (logits [4], features of the four answers [4, H])."""
+    file = os.path.join(path, "cache.safetensors")
+    tensors = load_file(file)
     with open(os.path.join(path, "annot_ids.json")) as f:
         ids = json.load(f)
     logits, features = tensors["logits"].numpy(), tensors["features"].numpy()
+    if features.ndim != 3 or features.shape[:2] != logits.shape or len(ids) != logits.shape[0]:
+        raise ValueError(f"{file}: features {tuple(features.shape)} and logits {tuple(logits.shape)} for {len(ids)} annot_ids; "
+                         "expected [N, 4, H] and [N, 4] (a cache from an older hf_vcr kept one feature per item): delete "
+                         f"{path} to recompute it")
     return {k: (logits[i], features[i]) for i, k in enumerate(ids)}
 
 
@@ -199,6 +216,11 @@ def cache_columns(cache: dict, annot_ids: Sequence[str], where: str) -> Dataset:
 
 
 # ----------------------------------------------------------------------------- Algorithm 1
+
+
+def _scheduler_kwargs(args: ArcConfig) -> dict:
+    kwargs = args.lr_scheduler_kwargs or {}
+    return dict(json.loads(kwargs) if isinstance(kwargs, str) else kwargs)
 
 
 def run_arc(
@@ -256,6 +278,9 @@ def run_arc(
             metric_for_best_model="eval_loss",
             greater_is_better=False,
             save_total_limit=max(2, args.save_total_limit or 2),
+            # stage 1 watches the validation loss: a plateau schedule (the recipes') must then reduce on a minimum
+            **({"lr_scheduler_kwargs": {**_scheduler_kwargs(args), "mode": "min"}}
+               if str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)) == "reduce_lr_on_plateau" else {}),
         )
         set_seed(args.seed)
         teacher = build()
@@ -269,6 +294,7 @@ def run_arc(
             compute_metrics=multiple_choice_accuracy,
             callbacks=[EarlyStoppingCallback(args.teacher_patience, args.teacher_early_stopping_threshold)] + callbacks.get("stage1", []),
         )
+        announce_run(stage1, "ARC stage 1 (QR→A teacher)")
         stage1.train_resuming()
         metrics1 = stage1.evaluate()
         with gathered_parameters(stage1.model):
@@ -321,16 +347,23 @@ def run_arc(
         teacher_model=teacher if args.teacher_mode == "live" else None,
         callbacks=callbacks.get("stage2", []),
     )
+    announce_run(trainer, "ARC stage 2 (Q→A + QA→R)")
     trainer.train_resuming()
     metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
     metrics["qr2a"] = stage1_metrics.get("qr2a")
-    finish_coupled_run(trainer, out, done, metrics, write_arc_outputs, tokenizer, args)
+    from functools import partial
+
+    from .vcr_components import card_datasets
+
+    finish_coupled_run(trainer, out, done, metrics, partial(write_arc_outputs, data=card_datasets(train, evaluation)), tokenizer, args)
     return metrics
 
 
-def write_arc_outputs(out: str, model: ArcModel, tokenizer, metrics: dict, args: ArcConfig) -> None:
-    """f_A and f_R (``from_pretrained``-loadable) beside f_C, and the model cards."""
+def write_arc_outputs(out: str, model: ArcModel, tokenizer, metrics: dict, args: ArcConfig, data: dict | None = None) -> None:
+    """f_A and f_R (``from_pretrained``-loadable) beside f_C, and the model cards; ``data``: the cards' dataset names
+    (:func:`~hf_vcr.trainers.vcr_components.card_datasets`)."""
     from ..model_card import train_command, write_model_card
+    from .vcr_components import card_datasets, trained_schedule
 
     save_sub_models(out, model, tokenizer)
     common = dict(
@@ -338,11 +371,14 @@ def write_arc_outputs(out: str, model: ArcModel, tokenizer, metrics: dict, args:
         paper_url="https://github.com/SDLZY/ARC",
         architecture=type(model.answer_model).__name__,
         task_type="multiple-choice",
-        dataset_name="VCR",
+        **(data or card_datasets(None, None)),
         train_command=train_command("train_arc.py"),
-        hyperparameters={k: getattr(args, k) for k in ("alpha", "beta", "kd_temperature", "kd_scale_by_t2", "kd_r_variant",
-                                                        "teacher_mode", "learning_rate", "num_train_epochs", "per_device_train_batch_size",
-                                                        "seed", "backbone")},
+        hyperparameters={**{k: getattr(args, k) for k in ("alpha", "beta", "kd_temperature", "kd_scale_by_t2", "kd_r_variant",
+                                                           "teacher_mode", "learning_rate", "num_train_epochs", "max_steps",
+                                                           "teacher_num_train_epochs", "teacher_max_steps", "teacher_patience",
+                                                           "per_device_train_batch_size", "gradient_accumulation_steps",
+                                                           "warmup_steps", "seed", "backbone")},
+                         **trained_schedule(out, metrics)},
         metrics={k: metrics.get(k) for k in ("q2a", "qa2r", "q2ar", "qr2a") if metrics.get(k) is not None},
     )
     write_model_card(

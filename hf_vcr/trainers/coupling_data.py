@@ -53,8 +53,11 @@ def merge_views(views: dict[str, Dataset], extra: Dataset | None = None) -> Data
 
 
 def stage_args(args, **changes):
-    """A copy of the training arguments with some fields changed (one stage's output_dir, steps, ...)."""
-    return args.__class__(**{**args.to_dict(), **changes})
+    """A copy of the training arguments with some fields changed (one stage's output_dir, steps, ...).
+
+    ``dataclasses.replace``, not a rebuild from ``args.to_dict()``: ``to_dict`` replaces ``hub_token`` by the
+    placeholder ``"<HUB_TOKEN>"``, which the Hub then rejects."""
+    return replace(args, **changes)
 
 
 def view_inputs(batch: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -221,7 +224,7 @@ def build_scorer(backbone: str, model_args, tokenizer):
         config = visualbert_vcr_config(
             vocab_size=len(tokenizer),
             visual_source=source,
-            image_size=(model_args.image_size, model_args.image_size),
+            image_size=(model_args.image_size or 64,) * 2,  # 64: VcrModelArguments' size for models built from scratch
             pad_token_id=tokenizer.pad_token_id or 0,
         )
         return VisualBertForVcr(config)

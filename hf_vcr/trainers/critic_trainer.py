@@ -1,7 +1,7 @@
 """CriticTrainer: the LSKD critic (Park et al., 2023, section 2.3).
 
-``L = CE(accept/reject) + MSE(QA score) + MSE(rationale score)``; the rationale head
-regresses onto the rationale score ``r_score`` (not the QA score, as the released code does).
+``L = CE(accept/reject) + 0.5 MSE(QA score) + 0.5 MSE(rationale score)`` (released weights, the defaults); the
+rationale head regresses onto the rationale score ``r_score`` (not the QA score, as the released code does).
 """
 
 from __future__ import annotations
@@ -45,18 +45,20 @@ class CriticTrainer(HfVcrTrainer):
 
 
 def critic_metrics(threshold: float = 0.8):
-    """``compute_metrics`` for ``CriticTrainer``: accuracy at 0.5, precision / kept fraction at ``threshold``."""
+    """``compute_metrics`` for ``CriticTrainer``, in percent: accuracy at P(accept) = 0.5, precision (share of accepted
+    lines) and kept share at ``threshold``, and the share of accepted lines. ``precision_at_threshold`` is None
+    (JSON null) when no line reaches the threshold."""
 
-    def compute(eval_pred) -> dict[str, float]:
+    def compute(eval_pred) -> dict[str, float | None]:
         preds, labels = eval_pred.predictions, eval_pred.label_ids
         score = np.asarray(preds)[:, 0]
         labels = np.asarray(labels).astype(int)
         kept = score >= threshold
         return {
-            "accuracy": float(((score >= 0.5).astype(int) == labels).mean()),
-            "precision_at_threshold": float(labels[kept].mean()) if kept.any() else float("nan"),
-            "kept_fraction": float(kept.mean()),
-            "accept_rate": float(labels.mean()),
+            "accuracy": 100.0 * float(((score >= 0.5).astype(int) == labels).mean()),
+            "precision_at_threshold": 100.0 * float(labels[kept].mean()) if kept.any() else None,
+            "kept_fraction": 100.0 * float(kept.mean()),
+            "accept_rate": 100.0 * float(labels.mean()),
         }
 
     return compute

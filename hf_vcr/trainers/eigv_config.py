@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+
+from .training_args import HfVcrTrainingArguments
 
 EIGV_OBJECTIVES = ("eigv", "erm")
 
 
 @dataclass
-class EigvConfig(TrainingArguments):
+class EigvConfig(HfVcrTrainingArguments):
     """``TrainingArguments`` + the EIGV objective (eq. 10-20).
 
     Defaults follow the paper: ``beta = 0.75`` (eq. 20), the raw dot product in InfoNCE (eq. 18),
@@ -74,3 +75,48 @@ class EigvConfig(TrainingArguments):
     @property
     def num_negatives(self) -> int:
         return self.num_video_negatives + self.num_question_negatives
+
+
+@dataclass
+class EigvModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Start from a saved VideoQa model directory."})
+    text_encoder: str | None = field(
+        default=None, metadata={"help": "Pretrained text encoder name/path (e.g. bert-base-uncased); default: a tiny random BERT (text_config)."}
+    )
+    text_config: str | None = field(default=None, metadata={"help": "JSON of a transformers text config for a random encoder (default: tiny BERT)."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name/path; default: a word tokenizer built from the data."})
+    hidden_size: int = field(default=512, metadata={"help": "d, the cross-modal width (paper: 512)."})
+    num_fusion_layers: int = field(default=2, metadata={"help": "Fusion transformer layers."})
+    num_attention_heads: int = field(default=8, metadata={"help": "Fusion attention heads."})
+    intermediate_size: int = field(default=2048, metadata={"help": "Fusion feed-forward size."})
+    dropout: float = field(default=0.1, metadata={"help": "Fusion dropout."})
+    gumbel_tau: float | None = field(
+        default=None, metadata={"help": "Gumbel-softmax temperature of the grounding indicator (eq. 8); default 1.0, or the saved model's."}
+    )
+    gumbel_logits: str | None = field(
+        default=None,
+        metadata={"help": "How [p_c; p_e] enter eq. 8's Gumbel-softmax: 'probabilities' (as written, and the released code; "
+                  "the default) or 'log_probabilities'; default: the saved model's when warm-starting.", "choices": ["probabilities", "log_probabilities"]},
+    )
+
+
+@dataclass
+class EigvDataArguments:
+    dataset: str = field(default="synthetic", metadata={"help": "synthetic | nextqa | msvd_qa | msrvtt_qa"})
+    data_dir: str | None = field(default=None, metadata={"help": "Synthetic data directory (default: OUTPUT_DIR/synthetic_data)."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic set."})
+    synthetic_train: int = field(default=2000, metadata={"help": "Synthetic training questions."})
+    synthetic_val: int = field(default=500, metadata={"help": "Synthetic validation questions."})
+    synthetic_clips: int = field(default=16, metadata={"help": "Clips per synthetic video."})
+    synthetic_feature_dim: int = field(default=128, metadata={"help": "Synthetic clip feature size."})
+    synthetic_noise: float = field(default=0.5, metadata={"help": "Noise of the synthetic clip features."})
+    synthetic_spurious: float = field(default=0.8, metadata={"help": "How often a synthetic training scene is the answer's (shortcut)."})
+    train_file: str | None = field(default=None, metadata={"help": "Training annotations (NExT-QA csv, or {split}_qa.json / csv)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation annotations."})
+    train_features: str | None = field(default=None, metadata={"help": "h5 clip features (NExT-QA app_mot; open-ended: APP.h5,MOT.h5)."})
+    validation_features: str | None = field(default=None, metadata={"help": "h5 clip features of the validation split."})
+    answer_top_k: int = field(default=1000, metadata={"help": "Open-ended: classify over the top-k answers of the train split."})
+    answer_set: str | None = field(default=None, metadata={"help": "Open-ended: an answer vocabulary file instead (e.g. answer_set.txt)."})
+    max_length: int = field(default=40, metadata={"help": "Maximum question (+ option) length in tokens."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N validation questions."})
+    num_grounding_examples: int = field(default=8, metadata={"help": "Examples drawn in causal_masks.png."})

@@ -63,6 +63,14 @@ class ClipMemoryBank:
         self.environment: torch.Tensor | None = None
         self.size = 0
         self.ptr = 0
+        self.anonymous_issued = 0  # fallback video ids handed out so far (part of the bank's state)
+
+    def anonymous_video_ids(self, n: int, device=None) -> torch.Tensor:
+        """``n`` fresh video ids for rows without a ``video_index``: negative, never issued before, so no two
+        rows ever share one (ids repeating every batch would make the bank exclude other clips than the row's)."""
+        ids = -2 - self.anonymous_issued - torch.arange(n, device=device)
+        self.anonymous_issued += n
+        return ids
 
     @torch.no_grad()
     def push(self, clips: torch.Tensor, video_index: torch.Tensor, environment: torch.Tensor) -> None:
@@ -109,6 +117,18 @@ class ClipMemoryBank:
             out[empty] = 0.0
         return out.reshape(b, num_views, num_clips, -1)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Contents and pointer, saved per process in every checkpoint (HfVcrTrainer.register_state) for exact resume."""
+        tensors = {} if self.features is None else {"features": self.features, "video": self.video, "environment": self.environment}
+        return {**tensors, "size": self.size, "ptr": self.ptr, "capacity": self.capacity, "anonymous_issued": self.anonymous_issued}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"memory bank state has capacity {state['capacity']}, this bank {self.capacity}")
+        self.features, self.video, self.environment = state.get("features"), state.get("video"), state.get("environment")
+        self.size, self.ptr = int(state["size"]), int(state["ptr"])
+        self.anonymous_issued = int(state.get("anonymous_issued", 0))
+
 
 def eigv_views_step(model, inputs: dict[str, torch.Tensor], args: EigvConfig, bank: ClipMemoryBank) -> dict[str, torch.Tensor]:
     """One EIGV training step on a batch (see the module docstring); ``model`` is the unwrapped VideoQA model.
@@ -121,8 +141,8 @@ def eigv_views_step(model, inputs: dict[str, torch.Tensor], args: EigvConfig, ba
     bsz, k = clips.shape[0], clips.shape[1]
     device = clips.device
     video_index = inputs.get("video_index")
-    if video_index is None:  # no ids: every row is its own video (only in-batch exclusion is possible)
-        video_index = -2 - torch.arange(bsz, device=device)
+    if video_index is None:  # no ids: every row is its own video, with an id never used before by any bank entry
+        video_index = bank.anonymous_video_ids(bsz, device=device)
     enc = model.encode(clips, inputs["input_ids"], inputs.get("attention_mask"), inputs.get("token_type_ids"))
     v, q_tokens, q_mask, q_vec = enc["v"], enc["q_tokens"], enc["q_mask"], enc["q_vec"]
 
@@ -203,6 +223,7 @@ class EigvTrainer(HfVcrTrainer):
             raise TypeError(f"EigvTrainer needs an EigvConfig, got {type(args).__name__}")
         super().__init__(model=model, args=args, **kwargs)
         self.memory_bank = ClipMemoryBank(self.args.memory_bank_size)
+        self.register_state("memory_bank", self.memory_bank)
 
     def _eigv_compute(self, model, inputs):
         return eigv_views_step(model, inputs, self.args, self.memory_bank)

@@ -1,9 +1,10 @@
 """``JointTrainer``: Q→A and QA→R trained end to end, the rationale model reading the *predicted* answer.
 
 "Enforcing Reasoning in Visual Commonsense Reasoning", section 3 (couplings) and 4.3 (the
-75% baseline). Evaluation is deterministic and feeds the predicted answer: the rationale
-model scores every rationale under each answer (one-hot, no Gumbel noise, no sampling) and
-Q→AR reads the row of the predicted answer.
+75% baseline). Evaluation is deterministic (no Gumbel noise, no sampling): the rationale model
+scores every rationale under each answer (one-hot; QA→R with the right answer, the 16-way
+scores) and under the answer ``eval_answer_feed`` names (the noise-free mixture or the predicted
+answer), which gives Q→AR.
 """
 
 from __future__ import annotations
@@ -33,9 +34,16 @@ from ..losses.joint import (
 from ..losses.multiple_choice import multiple_choice_loss
 from ..models.joint_coupling import AnswerConditionedRationaleScorer, all_answers_weights, one_hot_weights
 from .arc_trainer import coupled_metrics
+from ..utils.runtime import announce_run
 from .base import HfVcrTrainer, sub_model_location
 from .coupling_data import MultiViewCollator, finish_coupled_run, merge_views, save_sub_models, stage_args, view_inputs
 from .joint_config import JointConfig
+
+
+def mixture_weights(answer_logits: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """Eq. 1's weights without noise, ``softmax(z_A / τ)``: the softmax coupling at τ = 1, and the Gumbel coupling's
+    expectation-free counterpart at its final τ (the released evaluation adds noise; hf_vcr's is deterministic)."""
+    return softmax_weights(answer_logits.float() / tau)
 
 DONE = "training_complete"
 
@@ -50,7 +58,8 @@ class JointCouplingModel(nn.Module):
     ``forward(coupling=..., **batch)`` returns ``answer_logits [B, 4]`` and, by coupling:
     ``rationale_logits [B, 4]`` (softmax, gumbel, baseline75: one weighting of the answers) or
     ``pair_rationale_logits [B, 4, 4]`` (rl, direct16, eval: rationale j under answer i),
-    plus ``weights`` / ``samples`` where used.
+    plus ``weights`` / ``samples`` where used. At ``coupling="eval"`` with ``eval_feed="mixture"`` also
+    ``fed_rationale_logits [B, 4]``, the rationales scored under ``softmax(z_A / tau)`` in the same pass.
     """
 
     def __init__(self, answer_model: nn.Module, rationale_model: nn.Module):
@@ -60,7 +69,7 @@ class JointCouplingModel(nn.Module):
         self.scorer = AnswerConditionedRationaleScorer()
 
     def forward(self, coupling: str = "eval", tau: float = 1.0, num_samples: int = 64, p_correct: float = 0.75,
-                generator: torch.Generator | None = None, **batch) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None, eval_feed: str = "predicted", **batch) -> dict[str, torch.Tensor]:
         z_a = self.answer_model(**view_inputs(batch, "a"))["logits"]
         B = z_a.shape[0]
         out: dict[str, torch.Tensor] = {"answer_logits": z_a}
@@ -74,6 +83,10 @@ class JointCouplingModel(nn.Module):
                 weights = one_hot_weights(given)[:, 0].to(z_a.device)
             out["weights"] = weights
             out["rationale_logits"] = self.scorer(self.rationale_model, batch, weights[:, None])[0][:, 0]
+        elif coupling == "eval" and eval_feed == "mixture":
+            weights = torch.cat([all_answers_weights(B, device=z_a.device), mixture_weights(z_a, tau)[:, None]], 1)
+            logits = self.scorer(self.rationale_model, batch, weights)[0]  # [B, 5, 4]: one pass
+            out["pair_rationale_logits"], out["fed_rationale_logits"] = logits[:, :4], logits[:, 4]
         elif coupling in ("rl", "direct16", "eval"):
             out["pair_rationale_logits"] = self.scorer(self.rationale_model, batch, all_answers_weights(B, device=z_a.device))[0]
             if coupling == "rl":
@@ -87,9 +100,19 @@ class JointCouplingModel(nn.Module):
 class JointTrainer(HfVcrTrainer):
     """Composes the joint-coupling losses; ``args`` is a :class:`JointConfig`."""
 
+    _update_steps_per_epoch: int | None = None
+
+    def set_initial_training_values(self, args, dataloader):
+        values = super().set_initial_training_values(args, dataloader)
+        self._update_steps_per_epoch = values[1]  # optimizer steps per epoch: the Gumbel schedule's clock
+        return values
+
     def current_tau(self) -> float:
+        """τ of the optimizer step being accumulated: ``global_step / optimizer steps per epoch`` epochs into training,
+        the same for every micro-batch of the step (``state.epoch`` would lag by one step under gradient accumulation)."""
         args: JointConfig = self.args
-        return gumbel_temperature(self.state.epoch or 0.0, args.gumbel_tau_start, args.gumbel_tau_end, args.gumbel_anneal_epochs)
+        epochs = self.state.global_step / self._update_steps_per_epoch if self._update_steps_per_epoch else 0.0
+        return gumbel_temperature(epochs, args.gumbel_tau_start, args.gumbel_tau_end, args.gumbel_anneal_epochs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         args: JointConfig = self.args
@@ -100,13 +123,14 @@ class JointTrainer(HfVcrTrainer):
         z_a = outputs["answer_logits"]
         ce_a = multiple_choice_loss(z_a, a_lab)
         if coupling == "direct16":
-            loss = direct16_loss(z_a, outputs["pair_rationale_logits"], inputs["j_labels"])
+            ce_16 = direct16_loss(outputs["pair_rationale_logits"], inputs["j_labels"])
+            loss = joint_objective(ce_a, ce_16, args.loss_weights)
             idx = torch.arange(z_a.shape[0], device=z_a.device)
             ce_r = multiple_choice_loss(outputs["pair_rationale_logits"][idx, a_lab.clamp(min=0)], r_lab)
-            self.record(ce_a=ce_a, ce_r=ce_r, ce_16=loss)
+            self.record(ce_a=ce_a, ce_r=ce_r, ce_16=ce_16)
         elif coupling == "rl":
             nll = rationale_nll_per_answer(outputs["pair_rationale_logits"], r_lab)
-            surrogate, expected = rl_expectation_loss(z_a, nll, outputs["samples"], args.rl_baseline)
+            surrogate, expected = rl_expectation_loss(z_a, nll, outputs["samples"], args.rl_baseline, valid=r_lab != -100)
             loss = joint_objective(ce_a, surrogate, args.loss_weights)
             self.record(ce_a=ce_a, ce_r_expected=expected)
         else:
@@ -115,30 +139,43 @@ class JointTrainer(HfVcrTrainer):
             self.record(ce_a=ce_a, ce_r=ce_r, **({"tau": tau} if coupling == "gumbel" else {}))
         return (loss, outputs) if return_outputs else loss
 
+    def eval_tau(self) -> float:
+        args: JointConfig = self.args
+        return args.gumbel_tau_end if args.coupling == "gumbel" else 1.0
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Deterministic: every answer fed one-hot (no noise, no sampling); the loss is CE_A + CE_R under the predicted answer."""
+        """Deterministic (no noise, no sampling): every answer fed one-hot, plus the ``eval_answer_feed`` answer; the
+        loss is CE_A + CE_R under the fed answer. Predictions: ``(z_A [B, 4], 16 pair scores [B, 16], fed [B, 4])``."""
+        args: JointConfig = self.args
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
-            out = model(coupling="eval", **inputs)
+            out = model(coupling="eval", tau=self.eval_tau(), eval_feed=args.eval_answer_feed, **inputs)
             z_a, pair = out["answer_logits"], out["pair_rationale_logits"]
-            idx = torch.arange(z_a.shape[0], device=z_a.device)
-            loss = multiple_choice_loss(z_a, inputs["a_labels"]) + multiple_choice_loss(
-                pair[idx, z_a.argmax(-1)], rationale_labels(inputs["j_labels"])
-            )
+            if "fed_rationale_logits" in out:
+                fed = out["fed_rationale_logits"]
+            else:
+                fed = pair[torch.arange(z_a.shape[0], device=z_a.device), z_a.argmax(-1)]
+            loss = multiple_choice_loss(z_a, inputs["a_labels"]) + multiple_choice_loss(fed, rationale_labels(inputs["j_labels"]))
         if prediction_loss_only:
             return loss.detach(), None, None
-        return loss.detach(), (z_a.detach(), pair.flatten(1).detach()), inputs["j_labels"]
+        return loss.detach(), (z_a.detach(), pair.flatten(1).detach(), fed.detach()), inputs["j_labels"]
 
 
 def joint_metrics(eval_pred) -> dict[str, float]:
-    """Q→A, QA→R (right answer fed), Q→AR and QA→R with the predicted answer fed."""
+    """Q→A, QA→R (right answer fed), Q→AR and QA→R with the evaluation's answer fed (``eval_answer_feed``), and
+    ``q2ar_pairs16``: the argmax over the 16 pair scores is the right pair (the released direct16 evaluation)."""
     metrics = coupled_metrics(eval_pred)
     answer_logits, pair = eval_pred.predictions[:2]
     labels = np.asarray(eval_pred.label_ids)
     valid = labels >= 0
+    a, r = labels[valid] // 4, labels[valid] % 4
     a_hat = answer_logits[valid].argmax(-1)
     pair = pair[valid].reshape(-1, 4, 4)
-    metrics["qa2r_predicted_answer"] = float(100.0 * (pair[np.arange(len(a_hat)), a_hat].argmax(-1) == labels[valid] % 4).mean())
+    fed = eval_pred.predictions[2][valid] if len(eval_pred.predictions) > 2 else pair[np.arange(len(a_hat)), a_hat]
+    r_hat = fed.argmax(-1)
+    metrics["qa2r_predicted_answer"] = float(100.0 * (r_hat == r).mean())
+    metrics["q2ar"] = float(100.0 * ((a_hat == a) & (r_hat == r)).mean())
+    metrics["q2ar_pairs16"] = float(100.0 * (pair.reshape(len(a), 16).argmax(-1) == labels[valid]).mean())
     return metrics
 
 
@@ -192,25 +229,34 @@ def run_joint(
         compute_metrics=joint_metrics,
         callbacks=callbacks,
     )
+    announce_run(trainer, f"joint ({args.coupling})")
     trainer.train_resuming()
     metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
-    finish_coupled_run(trainer, out, done, metrics, write_joint_outputs, tokenizer, args)
+    from functools import partial
+
+    from .vcr_components import card_datasets
+
+    finish_coupled_run(trainer, out, done, metrics, partial(write_joint_outputs, data=card_datasets(train, evaluation)), tokenizer, args)
     return metrics
 
 
-def write_joint_outputs(out: str, model: JointCouplingModel, tokenizer, metrics: dict, args: JointConfig) -> None:
+def write_joint_outputs(out: str, model: JointCouplingModel, tokenizer, metrics: dict, args: JointConfig, data: dict | None = None) -> None:
     from ..model_card import train_command, write_model_card
+    from .vcr_components import card_datasets, trained_schedule
 
     save_sub_models(out, model, tokenizer)
     common = dict(
         paper_title="Enforcing Reasoning in Visual Commonsense Reasoning",
         architecture=type(model.answer_model).__name__,
         task_type="multiple-choice",
-        dataset_name="VCR",
+        **(data or card_datasets(None, None)),
         train_command=train_command("train_joint.py"),
         hyperparameters={k: getattr(args, k) for k in ("coupling", "loss_ratio", "gumbel_tau_start", "gumbel_tau_end",
-                                                        "gumbel_anneal_epochs", "rl_num_samples", "learning_rate",
-                                                        "num_train_epochs", "per_device_train_batch_size", "seed", "backbone")},
+                                                        "gumbel_anneal_epochs", "rl_num_samples", "rl_baseline",
+                                                        "eval_answer_feed", "learning_rate",
+                                                        "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                                                        "gradient_accumulation_steps", "warmup_steps", "seed", "backbone")}
+        | trained_schedule(out, metrics),
         metrics={k: metrics.get(k) for k in ("q2a", "qa2r", "q2ar", "qa2r_predicted_answer") if metrics.get(k) is not None},
     )
     summary = (f"Q→A (f_A) and QA→R (f_R) trained end to end with '{args.coupling}' coupling: f_R reads the question "

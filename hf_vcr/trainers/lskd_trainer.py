@@ -81,7 +81,8 @@ class QFormerDistillTrainer(HfVcrTrainer):
         loss = 0.0
         parts = {}
         if args.itc_weight > 0:
-            parts["loss_itc"] = itc_loss(out.image_feats, out.text_feats, out.temperature, label_smoothing=args.itc_label_smoothing)
+            parts["loss_itc"] = itc_loss(out.image_feats, out.text_feats, out.temperature, label_smoothing=args.itc_label_smoothing,
+                                         gather_with_grad=args.itc_gather_with_grad)
             loss = loss + args.itc_weight * parts["loss_itc"]
         if args.itm_weight > 0:
             parts["loss_itm"] = itm_loss(out.itm_logits, out.itm_labels)

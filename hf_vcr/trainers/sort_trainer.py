@@ -82,8 +82,9 @@ class SortTrainer(HfVcrTrainer):
         else:
             l_cg = out.logits.sum() * 0.0
             result["contrastive"] = l_cg
+        weight = args.contrastive_weight * (labels.shape[-1] if args.contrastive_weight_per_answer else 1)
         result["loss"] = sort_total_loss(
-            args.contrastive_weight * l_cg, bce_r, bce_s, bce_i, args.lambda_reasoning, args.lambda_sub, args.lambda_irrelevant
+            weight * l_cg, bce_r, bce_s, bce_i, args.lambda_reasoning, args.lambda_sub, args.lambda_irrelevant
         )
         return result
 
@@ -143,7 +144,7 @@ class SortTrainer(HfVcrTrainer):
 
     @staticmethod
     def sort_metrics(records: list[dict]) -> dict[str, float]:
-        """Ranking metrics (fractions), quadrants and consistency (percent), reasoning and VQA accuracy."""
+        """Ranking metrics, quadrants and consistency (all in percent), reasoning and VQA accuracy."""
         out: dict[str, float] = {}
         # ranking needs both kinds: without irrelevant questions ("only SQ" data) every ranking is trivially right
         ranked = [r for r in records if 1 in r["relevant"] and 0 in r["relevant"]]

@@ -38,6 +38,43 @@ def prepare_splits(data_args, training_args) -> tuple[Dataset, Dataset, str]:
     return train, evaluation, eval_path
 
 
+SYNTHETIC_MOVIE_PREFIX = "synthetic_"  # the embedded corpus' movie folders (hf_vcr.data.synthetic_vcr)
+
+
+def describe_split(dataset: Dataset | None, split: str) -> str:
+    """What a model card says a split is: the embedded synthetic corpus (recognised by its movie folders) or VCR 1.0."""
+    if dataset is None:
+        return f"VCR-format data, {split} split (not described by the caller)"
+    n = len(dataset)
+    names = dataset["img_fn"] if "img_fn" in dataset.column_names else []
+    if n and names and all(str(name).startswith(SYNTHETIC_MOVIE_PREFIX) for name in names):
+        return f"embedded synthetic VCR-layout corpus (hf_vcr, not VCR 1.0), {split} split, {n} items"
+    return f"VCR 1.0 {split} ({n} items)"
+
+
+def card_datasets(train: Dataset | None, evaluation: Dataset | None, train_split: str = "train", eval_split: str = "val") -> dict:
+    """``dataset_name`` / ``eval_dataset_name`` for :func:`hf_vcr.model_card.write_model_card`: the data a model was
+    really trained and evaluated on, so that a synthetic run never claims VCR scores in its model-index."""
+    name = lambda split: os.path.basename(split)[:-6] if split.endswith(".jsonl") else split  # noqa: E731
+    return {"dataset_name": describe_split(train, name(train_split)), "eval_dataset_name": describe_split(evaluation, name(eval_split))}
+
+
+def trained_schedule(output_dir: str, metrics: dict) -> dict:
+    """What a run really trained, for its card beside the configured schedule: the epochs of the last stage
+    (``metrics["epoch"]``) and, for ARC, the teacher's steps and epochs (``f_C/training_complete``)."""
+    import json
+
+    out = {}
+    if metrics.get("epoch") is not None:
+        out["epochs trained (last stage)"] = round(float(metrics["epoch"]), 2)
+    teacher = os.path.join(output_dir, "f_C", "training_complete")
+    if os.path.isfile(teacher):
+        with open(teacher, encoding="utf-8") as f:
+            done = json.load(f)
+        out.update({"teacher steps trained": done.get("steps"), "teacher epochs trained": done.get("epochs")})
+    return out
+
+
 def corpus_words(dataset: Dataset) -> list[str]:
     """Every word that rendering can produce for ``dataset`` (for a corpus-built tokenizer)."""
     words = set(GENDER_NEUTRAL_NAMES) | {"and", ",", "[", "]"} | {str(i) for i in range(100)}
@@ -59,27 +96,81 @@ def build_tokenizer(model_args, train: Dataset) -> PreTrainedTokenizerBase:
     return build_word_tokenizer([" ".join(corpus_words(train))])
 
 
+TINY_IMAGE_SIZE = 64
+
+
+def backbone_image_settings(name_or_path: str) -> dict:
+    """What a pretrained vision backbone expects its pixels to be: ``image_size`` (h, w), ``image_mean``, ``image_std``.
+
+    Read from its saved image processor (ResNet: ``shortest_edge`` 224; ViT: ``height``/``width``); without one,
+    from its config (ViT's ``image_size``; 224 otherwise, ImageNet's size) with ImageNet statistics.
+    """
+    from transformers import AutoConfig, AutoImageProcessor
+
+    out: dict = {}
+    try:
+        processor = AutoImageProcessor.from_pretrained(name_or_path)
+    except (OSError, ValueError, KeyError):
+        processor = None
+    if processor is not None:
+        size = dict(getattr(processor, "crop_size", None) or {}) if getattr(processor, "do_center_crop", False) else {}
+        size = size or dict(getattr(processor, "size", None) or {})
+        if "height" in size and "width" in size:
+            out["image_size"] = (int(size["height"]), int(size["width"]))
+        elif "shortest_edge" in size:
+            out["image_size"] = (int(size["shortest_edge"]),) * 2
+        for key in ("image_mean", "image_std"):
+            value = getattr(processor, key, None)
+            if value is not None:
+                out[key] = [float(v) for v in value]
+    if "image_size" not in out:
+        side = getattr(AutoConfig.from_pretrained(name_or_path), "image_size", None) or 224
+        out["image_size"] = tuple(side) if isinstance(side, (list, tuple)) else (int(side), int(side))
+    return out
+
+
+def build_config(model_args, tokenizer: PreTrainedTokenizerBase) -> VcrConfig:
+    """The configuration of a new model: each part pretrained when named (``--text_encoder``, ``--vision_backbone``),
+    otherwise built from scratch (``tiny``: the small test-size part; else transformers' default size).
+
+    The image size is ``--image_size`` when given; else what the pretrained vision backbone's image processor
+    expects; else 64 for a backbone built from scratch. With no pretrained part and ``tiny``, the whole model is
+    :meth:`VcrConfig.tiny` (the embedded corpus' model).
+    """
+    from transformers import AutoConfig
+
+    image = backbone_image_settings(model_args.vision_backbone) if model_args.vision_backbone else {}
+    if model_args.image_size:
+        image["image_size"] = (model_args.image_size, model_args.image_size)
+    image.setdefault("image_size", (TINY_IMAGE_SIZE, TINY_IMAGE_SIZE))
+    tiny = VcrConfig.tiny(vocab_size=len(tokenizer), visual_source=model_args.visual_source)
+    if model_args.text_encoder is None and model_args.vision_backbone is None and model_args.tiny:
+        tiny.image_size = list(image["image_size"])
+        return tiny
+    if model_args.text_encoder:
+        text = AutoConfig.from_pretrained(model_args.text_encoder)
+    else:  # the tokenizer is then the corpus-built one: the embeddings must fit its vocabulary
+        text = tiny.text_config if model_args.tiny else AutoConfig.for_model("bert", vocab_size=len(tokenizer))
+    vision = None
+    if model_args.visual_source == "backbone":
+        if model_args.vision_backbone:
+            vision = AutoConfig.from_pretrained(model_args.vision_backbone)
+        else:
+            vision = tiny.vision_config if model_args.tiny else AutoConfig.for_model("resnet")
+    return VcrConfig(text_config=text, vision_config=vision, visual_source=model_args.visual_source, **image)
+
+
 def build_model(model_args, tokenizer: PreTrainedTokenizerBase) -> VcrForMultipleChoice:
+    """A saved model (``--model_name_or_path``), or a new one from :func:`build_config` with its pretrained parts loaded."""
     if model_args.model_name_or_path:
         return VcrForMultipleChoice.from_pretrained(model_args.model_name_or_path)
-    size = (model_args.image_size, model_args.image_size)
-    if model_args.text_encoder is None and model_args.tiny:
-        config = VcrConfig.tiny(vocab_size=len(tokenizer), visual_source=model_args.visual_source, image_size=size)
-    else:
-        from transformers import AutoConfig
-
-        config = VcrConfig(
-            text_config=AutoConfig.from_pretrained(model_args.text_encoder),
-            vision_config=AutoConfig.from_pretrained(model_args.vision_backbone) if model_args.vision_backbone else None,
-            visual_source=model_args.visual_source,
-            image_size=size,
-        )
+    config = build_config(model_args, tokenizer)
     if model_args.dropout is not None:
         config.set_dropout(model_args.dropout)
     model = VcrForMultipleChoice(config)
     if model_args.text_encoder:
         model.load_text_encoder(model_args.text_encoder)
-    if model_args.vision_backbone:
+    if model_args.vision_backbone and model_args.visual_source == "backbone":
         model.load_vision_backbone(model_args.vision_backbone)
     return model
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from .training_args import HfVcrTrainingArguments
 
 
 @dataclass
@@ -16,17 +16,26 @@ class VcrModelArguments:
         default=None, metadata={"help": "Pretrained text encoder (e.g. bert-base-uncased); None builds `tiny` from scratch."}
     )
     vision_backbone: str | None = field(
-        default=None, metadata={"help": "Pretrained vision backbone (e.g. microsoft/resnet-50); None: random init."}
+        default=None, metadata={"help": "Pretrained vision backbone, ResNet or ViT (e.g. microsoft/resnet-50); None: built from "
+                                         "scratch (see `tiny`). Works with or without --text_encoder."}
     )
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer name or path; default: the text encoder's, else one built from the corpus."}
     )
-    tiny: bool = field(default=True, metadata={"help": "Use VcrConfig.tiny() when no pretrained model is given."})
+    tiny: bool = field(
+        default=True,
+        metadata={"help": "Parts that are not pretrained are built small (VcrConfig.tiny's text encoder / ResNet); "
+                          "false: transformers' default sizes (BERT-base, ResNet-50 shapes), randomly initialised."},
+    )
     visual_source: str = field(default="backbone", metadata={"help": "backbone | features | none"})
     region_features_dir: str | None = field(
         default=None, metadata={"help": "Directory of <img_fn>.npy region features when visual_source=features."}
     )
-    image_size: int = field(default=64, metadata={"help": "Square image size for the backbone (tiny configs)."})
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Square image size fed to the vision backbone. Default: what --vision_backbone's image "
+                          "processor expects (224 for ResNet-50 and ViT-base), else 64 for a backbone built from scratch."},
+    )
     dropout: float | None = field(default=None, metadata={"help": "Override every dropout probability of a new model."})
 
 
@@ -49,7 +58,7 @@ class VcrDataArguments:
 
 
 @dataclass
-class VcrTrainingConfig(TrainingArguments):
+class VcrTrainingConfig(HfVcrTrainingArguments):
     tasks: str = field(
         default="q2a,qa2r",
         metadata={"help": "Comma-separated VCR views to train, one model each (q2a, qa2r, qr2a). With q2a and qa2r, "

@@ -35,8 +35,26 @@ class VcrTrainer(HfVcrTrainer):
         return loss.detach(), outputs["logits"].detach(), labels
 
     def predict_logits(self, dataset: Dataset) -> np.ndarray:
-        """Logits for every example of ``dataset`` in order, gathered across processes."""
+        """Logits for every example of ``dataset`` in order, gathered across processes.
+
+        A model this trainer did not train (a finished task reused by a rerun) under DeepSpeed ZeRO-1/2 has no
+        engine yet, and ``Trainer.predict`` would build a ZeRO *inference* engine, which DeepSpeed allows at
+        stage 3 only ("ZeRO inference only makes sense with ZeRO Stage 3"). Below stage 3 the weights are whole
+        on every process, so every process runs the plain batched loop of ``hf-vcr predict`` over the whole set
+        (the same logits everywhere, nothing to gather).
+        """
+        if self._whole_model_without_engine():
+            from ..predict.common import predict_logits
+
+            self.model.to(self.args.device)
+            return predict_logits(self.model, dataset, self.data_collator, self.args.per_device_eval_batch_size, self.args.device,
+                                  desc="evaluation", progress=not self.args.disable_tqdm and self.is_world_process_zero())
         return self.predict(dataset).predictions
+
+    def _whole_model_without_engine(self) -> bool:
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+        return self.is_deepspeed_enabled and self.deepspeed is None and not is_deepspeed_zero3_enabled()
 
 
 def evaluate_q2ar(q2a_trainer: VcrTrainer, qa2r_trainer: VcrTrainer, q2a_view: Dataset, joint_view: Dataset):

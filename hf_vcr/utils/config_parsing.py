@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -27,14 +28,27 @@ def _read_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None = None):
+def make_parser(dataclass_types: Sequence[type], prog: str | None = None) -> HfArgumentParser:
+    """An ``HfArgumentParser`` over ``dataclass_types`` whose ``--help`` never crashes.
+
+    argparse %-formats every help string, so a literal ``%`` in a field's help (``"50 % of ..."``)
+    raised ``TypeError`` on ``--help``; such a ``%`` is escaped here, ``%(default)s`` is kept.
+    """
+    parser = HfArgumentParser(dataclass_types, prog=prog)
+    for action in parser._actions:
+        if action.help and "%" in action.help:
+            action.help = re.sub(r"%(?!\()", "%%", action.help)
+    return parser
+
+
+def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None):
     """Parse ``[CONFIG.yaml|json] [--field value ...]`` into instances of ``dataclass_types``.
 
     Values in the file become parser defaults, so any command-line flag overrides them;
     unknown keys in the file are an error that names the file and the keys.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types)
+    parser = make_parser(dataclass_types, prog=prog)
     values: dict[str, Any] = {}
     if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
         path = argv.pop(0)

@@ -54,6 +54,29 @@ def test_boxes_from_region_file_match_references(corpus, tmp_path):
                      "references": [{"name": "0", "boxes": [[5, 0, 4, 4]]}]}), "line 2: region 0: box"),
         (json.dumps({"image": "x.png", "question": ["is", ["0"], "?"], "answer": ["a"], "rationale": ["r"], "prediction": 0.9,
                      "references": []}), "neither a word nor a list of region ids"),
+        # issue 14: NaN / inf scores and boxes, unreadable critic labels, negative region ids
+        ('{"image": "x.png", "question": ["q"], "answer": ["a"], "rationale": ["r"], "prediction": NaN, "references": []}',
+         "line 2: 'prediction' is nan"),
+        ('{"image": "x.png", "question": ["q"], "answer": ["a"], "rationale": ["r"], "prediction": Infinity, "references": []}',
+         "line 2: 'prediction' is inf"),
+        ('{"image": "x.png", "question": ["q"], "answer": ["a"], "rationale": ["r"], "qa_score": NaN, "references": []}',
+         "line 2: 'qa_score' is nan"),
+        ('{"image": "x.png", "question": ["is", [0], "?"], "answer": ["a"], "rationale": ["r"], "prediction": 0.9, '
+         '"references": [{"name": "0", "boxes": [[0, 0, NaN, 4]]}]}', "line 2: region 0: box .* NaN or infinite"),
+        ('{"image": "x.png", "question": ["is", [0], "?"], "answer": ["a"], "rationale": ["r"], "prediction": 0.9, '
+         '"references": [{"name": "0", "boxes": [[0, 0, 4, Infinity]]}]}', "line 2: region 0: box .* NaN or infinite"),
+        (json.dumps({"image": "x.png", "question": ["q"], "answer": ["a"], "rationale": ["r"], "label": "nope", "references": []}),
+         "line 2: 'label' verdicts"),
+        (json.dumps({"image": "x.png", "question": ["q"], "answer": ["a"], "rationale": ["r"], "label": [], "references": []}),
+         "line 2: 'label' must be"),
+        (json.dumps({"image": "x.png", "question": ["q"], "answer": ["a"], "rationale": ["r"], "label": 5, "references": []}),
+         "line 2: 'label' must be"),
+        (json.dumps({"image": "x.png", "question": ["q"], "answer": ["a"], "rationale": ["r"], "label": -3, "references": []}),
+         "line 2: 'label' must be"),
+        (json.dumps({"image": "x.png", "question": ["q"], "answer": ["a"], "rationale": ["r"], "prediction": 0.9,
+                     "references": [{"name": "-1", "boxes": [[0, 0, 4, 4]]}]}), "line 2: reference name '-1' is a negative region id"),
+        (json.dumps({"image": "x.png", "question": ["is", [0], "?"], "answer": ["a"], "rationale": ["r"], "prediction": 0.9,
+                     "region_all": [0, 4], "references": [{"name": "0", "boxes": [[0, 0, 4, 4]]}]}), "line 2: 'region_all' must list"),
     ],
 )
 def test_bad_lines_name_file_and_line(corpus, tmp_path, line, match):
@@ -63,6 +86,17 @@ def test_bad_lines_name_file_and_line(corpus, tmp_path, line, match):
     with pytest.raises(LskdFormatError, match=match) as e:
         list(read_lskd_jsonl(str(bad), threshold=None))
     assert str(bad) in str(e.value)
+
+
+def test_critic_label_strings_and_region_all(corpus, tmp_path):
+    """A plain "reject" string rejects (it used to be read character by character and accepted); region_all is kept."""
+    rec = json.loads(open(corpus["critic"]).readline())
+    lines = [{**rec, "label": "reject"}, {**rec, "label": "accept"}, {**rec, "label": 0}, {**rec, "label": ["maybe", "accept"]}]
+    p = tmp_path / "labels.jsonl"
+    p.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    recs = list(read_lskd_jsonl(str(p), threshold=None))
+    assert [r["label"] for r in recs] == [0, 1, 0, 1]
+    assert recs[0]["region_all"] == sorted(set(rec["region_all"]) | set(rec["region"]))
 
 
 def test_missing_image_and_escaping_path(corpus, tmp_path):
@@ -99,3 +133,45 @@ def test_collator_shapes_augmentation_and_critic_targets(corpus, tmp_path):
     assert len(texts) > 1
     no_r = LskdCollator(tok, ip, with_rationale=False)(rows[:1])
     assert "rationale" not in tok.decode(no_r["input_ids"][0], skip_special_tokens=True)
+
+
+def _tok_ip():
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    from hf_vcr.data.tokenization import build_word_tokenizer
+
+    tok = build_word_tokenizer(["what color is the ball box cup hat in [ 0 1 2 3 4 5 6 7 ] ? answer : rationale : it is . inside looks",
+                                "black white green blue red yellow"])
+    return tok, BlipImageProcessorPil(size={"height": 32, "width": 32})
+
+
+def test_collator_released_text_and_region_augmentation(corpus, tmp_path):
+    """Training collator = the released pipeline: rationale in ~1/2 of the texts, regions renumbered from [0];
+    128-token default; without augmentation the rationale is always there."""
+    ds = load_lskd(corpus["critic"], corpus["images_dir"], threshold=None, cache_dir=str(tmp_path))
+    tok, ip = _tok_ip()
+    assert LskdCollator(tok, ip).max_length == 128
+    aug = LskdCollator(tok, ip, augment=True, seed=0)
+    rows = [ds[i] for i in range(len(ds))]
+    with_r = 0
+    for _ in range(5):
+        for r in rows:
+            _, text = aug.render(r)
+            with_r += "Rationale:" in text
+            assert "[0]" in text  # the first region drawn is always [0] (ids 0..n-1 in drawing order)
+    assert 0.3 < with_r / (5 * len(rows)) < 0.7
+    plain = LskdCollator(tok, ip)
+    assert all("Rationale:" in plain.render(r)[1] for r in rows[:5])
+    assert LskdCollator(tok, ip, augment=True, rationale_probability=1.0).rationale_probability == 1.0
+    with pytest.raises(ValueError, match="rationale_probability"):
+        LskdCollator(tok, ip, augment=True, rationale_probability=1.5)
+
+
+def test_synthetic_writer_skips_empty_parts(tmp_path):
+    """Issue 15: the critic's synthetic folder had empty corpus/mc/regions files."""
+    paths = write_synthetic_lskd(str(tmp_path / "c"), n_images=0, n_mc=0, n_critic=3, seed=0)
+    assert set(paths) == {"critic", "images_dir"}
+    assert sorted(f for f in os.listdir(tmp_path / "c") if f.endswith(".jsonl")) == ["critic.jsonl"]
+    assert all(os.path.getsize(p) > 0 for k, p in paths.items() if k != "images_dir")
+    with pytest.raises(ValueError, match="at least one positive"):
+        write_synthetic_lskd(str(tmp_path / "e"), n_images=0, n_mc=0, n_critic=0)

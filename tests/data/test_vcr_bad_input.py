@@ -45,7 +45,7 @@ def test_wrong_number_of_choices(tmp_path, good_item):
 def test_object_reference_out_of_range(tmp_path, good_item):
     good_item["answer_choices"][1][2] = [7]
     d = write(tmp_path, [json.dumps(good_item)])
-    with pytest.raises(VcrFormatError, match=r"line 1: answer_choices\[1\] references object 7, out of range for the item's 6 objects"):
+    with pytest.raises(VcrFormatError, match=r"line 1 \(val-1\): answer_choices\[1\] references object 7, out of range for the item's 6 objects"):
         load_vcr("val", str(d), cache_dir=str(tmp_path / "c"))
 
 
@@ -103,6 +103,7 @@ def test_out_of_range_reference_found_by_the_fast_reader_names_the_line(tmp_path
     bad = json.loads(json.dumps(good_item))
     bad["annot_id"] = "val-3"
     bad["rationale_choices"][2][0] = [1, 6]
-    d = write(tmp_path, [json.dumps(good_item)] * 2 + [json.dumps(bad)])
-    with pytest.raises(VcrFormatError, match=r"line 3: rationale_choices\[2\] references object 6, out of range for the item's 6 objects"):
+    second = dict(good_item, annot_id="val-2")
+    d = write(tmp_path, [json.dumps(good_item), json.dumps(second), json.dumps(bad)])
+    with pytest.raises(VcrFormatError, match=r"line 3 \(val-3\): rationale_choices\[2\] references object 6, out of range for the item's 6 objects"):
         load_vcr("val", str(d), cache_dir=str(tmp_path / "c"))

@@ -177,7 +177,7 @@ def test_reader_falls_back_on_files_the_rewrite_cannot_handle(real_vcr_dir, tmp_
     item["question_orig"] = "Does [0] live in [1, 2] house ?"  # brackets inside a string
     item["answer_choices"][0][1] = [0, 1]  # a multi-object reference, as "[0,1]" without the space
     path = tmp_path / "val.jsonl"
-    path.write_text(json.dumps(item) + "\n" + json.dumps(item, separators=(",", ":")) + "\n\n")
+    path.write_text(json.dumps(item) + "\n" + json.dumps(dict(item, annot_id="val-2"), separators=(",", ":")) + "\n\n")
     assert _fast_read_table(str(path), None, True) is None
     table = read_vcr_table(str(path))
     assert table.equals(_slow_read_vcr_table(str(path), None, True, 1))

@@ -9,6 +9,8 @@ from collections import Counter
 import h5py
 import numpy as np
 import pytest
+
+from tests.conftest import SHARED_DATA
 import torch
 
 from hf_vcr.data.tokenization import build_word_tokenizer
@@ -26,7 +28,7 @@ from hf_vcr.data.videoqa import (
     read_open_ended_qa,
 )
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+SHARED = os.path.join(str(SHARED_DATA))
 NEXTQA_VAL = os.path.join(SHARED, "nextqa", "val.csv")
 MSVD_VAL = os.path.join(SHARED, "msvd_qa", "val_qa.json")
 MSVD_ANSWERS = os.path.join(SHARED, "msvd_qa", "answer_set.txt")
@@ -50,6 +52,7 @@ def _write_app_mot(path, videos, clips=16, dim=4096, seed=0):
     return feat
 
 
+@pytest.mark.real_data
 def test_read_real_nextqa_val_csv():
     records = read_nextqa_csv(NEXTQA_VAL)
     assert len(records) == 4996
@@ -98,13 +101,14 @@ def test_nextqa_missing_video_features_named(tmp_path):
         load_nextqa(csv_path, features=ClipFeatureStore.nextqa(h5_path), cache_dir=str(tmp_path / "cache"))
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize(
     "edit,message",
     [
         (lambda row: row.__setitem__(5, "7"), r"line 3: answer 7 is not an option index"),
         (lambda row: row.__setitem__(7, "XX"), r"line 3: unknown question type 'XX'"),
         (lambda row: row.__setitem__(6, "abc"), r"line 3: field 'qid' must be an integer"),
-        (lambda row: row.__delitem__(slice(9, None)), r"line 3: expected 13 fields"),
+        (lambda row: row.__delitem__(slice(9, None)), r"line 3: 9 fields, expected 13"),
     ],
 )
 def test_nextqa_bad_rows_name_file_and_line(tmp_path, edit, message):
@@ -121,10 +125,11 @@ def test_nextqa_bad_rows_name_file_and_line(tmp_path, edit, message):
 def test_nextqa_missing_column(tmp_path):
     path = tmp_path / "nocol.csv"
     path.write_text("video,question,answer\n1,q,0\n", encoding="utf-8")
-    with pytest.raises(VideoQaFormatError, match=r"nocol.csv, line 1: missing NExT-QA columns"):
+    with pytest.raises(VideoQaFormatError, match=r"nocol.csv, line 1: missing columns"):
         read_nextqa_csv(str(path))
 
 
+@pytest.mark.real_data
 def test_msvd_qa_real_json_with_answer_set(tmp_path):
     records = read_open_ended_qa(MSVD_VAL)
     assert len(records) == 6415
@@ -148,6 +153,7 @@ def test_msvd_qa_real_json_with_answer_set(tmp_path):
     assert len(dropped) == int(known.sum()) and min(dropped["labels"]) >= 0
 
 
+@pytest.mark.real_data
 def test_msrvtt_qa_real_csv_top_k_vocab_and_question_words(tmp_path):
     records = read_open_ended_qa(MSRVTT_VAL)
     assert len(records) == 12278 and records[0]["video"] == "6513" and records[0]["answer"] == "couch"
@@ -191,7 +197,7 @@ def test_appearance_motion_store_and_classification_collator(tmp_path):
 def test_bad_open_ended_and_h5_inputs(tmp_path):
     bad = tmp_path / "bad_qa.json"
     bad.write_text('[{"answer": "a", "id": 1, "question": "q?", "video_id": 3},\n {"answer": "b", "id": 2')
-    with pytest.raises(VideoQaFormatError, match=r"bad_qa.json: malformed JSON at line 2"):
+    with pytest.raises(VideoQaFormatError, match=r"bad_qa.json, line 2: malformed JSON"):
         read_open_ended_qa(str(bad))
     bad.write_text(json.dumps([{"answer": "a", "id": 1, "question": "q?", "video_id": 3}, {"answer": "b", "id": 2, "question": "q?"}]))
     with pytest.raises(VideoQaFormatError, match=r"bad_qa.json, record 1: missing keys \['video_id'\]"):

@@ -121,10 +121,33 @@ def test_answer_normalisation_and_soft_scores():
     assert vqa_soft_scores(["yes", "Yes", "no"]) == pytest.approx({"yes": 2 / 3, "no": 1 / 3})
 
 
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        # worked by hand from the official vqaEval.py (v2.0) rules, one rule per case
+        ("T-shirt", "t shirt"),  # a mark not next to a space separates words
+        ("black - white", "black white"),  # a mark next to a space is deleted
+        ("1,000", "1000"),  # a comma between digits: every mark of the answer is deleted
+        ("left, right", "left right"),
+        ("dont know", "don't know"),  # contractions typed without their apostrophe are restored
+        ("Whats up?", "what's up"),
+        ("it's red", "it's red"),  # apostrophes are not punctuation to the official script
+        ("end.", "end"),  # a period not followed by a digit is deleted ...
+        ("3.5 cm", "3.5 cm"),  # ... one before a digit is kept
+        ("10:30", "10:30"),  # ':' is not in the official punctuation list
+        ("None", "0"),  # number words become digits, articles go
+        ("an apple\tand the ten", "apple and 10"),
+        ("(yes)", "yes"),
+    ],
+)
+def test_normalize_answer_is_the_official_vqa_processing(answer, expected):
+    assert normalize_answer(answer) == expected
+
+
 def test_bad_input_names_file_and_record(tmp_path, introspect_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"1": {"image_id": 1,\n "reasoning_question": }')
-    with pytest.raises(ValueError, match=r"bad\.json: malformed JSON at line 2"):
+    with pytest.raises(ValueError, match=r"bad\.json, line 2: malformed JSON"):
         load_vqa_introspect(str(bad))
     bad.write_text(json.dumps({"77": {"image_id": 1, "reasoning_question": "q?", "introspect": []}}))
     with pytest.raises(ValueError, match=r"bad\.json, question id 77: missing field 'reasoning_answer_most_common'"):

@@ -33,7 +33,7 @@ def critic_args() -> list[str]:
 def one_process_run(root, script: str, args: list[str], name: str):
     """The script in one process with the doubled per-device batch (8), into ``root / name``."""
     out = root / name
-    launch(f"{S}/{script}", args + ["--per_device_train_batch_size", "8", "--output_dir", str(out)], 1, str(root))
+    launch(script if script.startswith("hf-vcr ") else f"{S}/{script}", args + ["--per_device_train_batch_size", "8", "--output_dir", str(out)], 1, str(root))
     return out
 
 

@@ -7,14 +7,13 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from hf_vcr.data.tokenization import build_word_tokenizer  # noqa: E402
-from hf_vcr.data.videoqa import ClipFeatureStore, VideoQaCollator, load_nextqa  # noqa: E402
-from hf_vcr.models import VideoQaConfig, VideoQaForMultipleChoice  # noqa: E402
-from hf_vcr.models.configuration_videoqa import TINY_TEXT_CONFIG  # noqa: E402
-from hf_vcr.trainers.eigv_config import EigvConfig  # noqa: E402
-from hf_vcr.trainers.eigv_trainer import EigvTrainer  # noqa: E402
+from hf_vcr.data.tokenization import build_word_tokenizer
+from hf_vcr.data.videoqa import ClipFeatureStore, VideoQaCollator, load_nextqa
+from hf_vcr.models import VideoQaConfig, VideoQaForMultipleChoice
+from hf_vcr.models.configuration_videoqa import TINY_TEXT_CONFIG
+from hf_vcr.trainers.eigv_config import EigvConfig
+from hf_vcr.trainers.eigv_trainer import EigvTrainer
 
 STEPS = 3
 

@@ -24,10 +24,17 @@ _GLOO_TEARDOWN_ABORT = "terminate called without an active exception"
 
 
 def launch(script: str, args: list[str], num_processes: int, cwd: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """``accelerate launch --multi_gpu --num_processes N`` (gloo on CPU) or plain python for N=1."""
+    """``accelerate launch --multi_gpu --num_processes N`` (gloo on CPU) or plain python for N=1.
+
+    ``script`` ``"hf-vcr train <method>"`` goes through the package's launcher instead
+    (``hf-vcr train <method> ARGS --num_processes N``), which starts accelerate itself.
+    """
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
 
     def command() -> list[str]:
+        if script.startswith("hf-vcr train "):
+            launcher = ["--num_processes", str(num_processes), "--main_process_port", str(free_port())] if num_processes > 1 else []
+            return [sys.executable, "-m", "hf_vcr.cli", *script.split()[1:], *args, *launcher]
         if num_processes == 1:
             return [sys.executable, str(REPO / script), *args]
         return [

@@ -17,11 +17,10 @@ import torch
 from hf_vcr.data.synthetic_videoqa import make_synthetic_videoqa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 
 def test_eigv_ddp_two_processes_match(tmp_path):
-    import eigv_ddp_worker
+    from . import eigv_ddp_worker
 
     data = str(tmp_path / "data")
     make_synthetic_videoqa(data, seed=3, num_train=24, num_val=4, num_clips=8, span=2, feature_dim=16)

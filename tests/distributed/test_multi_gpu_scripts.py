@@ -39,7 +39,7 @@ def _one_and_two(root, script: str, args: list[str], name: str):
     """The script with 1 process x batch 8 and with 2 processes x batch 4: the two output directories."""
     one = one_process_run(root, script, args, f"{name}_one")
     two = root / f"{name}_ddp"
-    launch(f"{S}/{script}", args + TWO + ["--output_dir", str(two)], 2, str(root))
+    launch(script if script.startswith("hf-vcr ") else f"{S}/{script}", args + TWO + ["--output_dir", str(two)], 2, str(root))
     return one, two
 
 
@@ -93,7 +93,8 @@ def eigv_args(distributed_root):
 
 
 def test_eigv_script_erm_two_processes_match_one(distributed_root, eigv_args):
-    one, two = _one_and_two(distributed_root, "train_eigv.py", eigv_args + ["--objective", "erm"], "eigv_erm")
+    # through the package's launcher: hf-vcr train eigv CONFIG ... --num_processes 2
+    one, two = _one_and_two(distributed_root, "hf-vcr train eigv", eigv_args + ["--objective", "erm"], "eigv_erm")
     _assert_equal_weights(one / "final", two / "final", "EIGV (erm objective)")
     assert_same_results(_read(one / "metrics.json"), _read(two / "metrics.json"), where="EIGV metrics")
     predictions = _read(two / "predictions.json")

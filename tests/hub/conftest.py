@@ -9,14 +9,11 @@ well as the environment (``monkeypatch`` restores everything after each test).
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from hub_server import LocalHubServer  # noqa: E402
+from .hub_server import LocalHubServer
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_USER = "hf-vcr-tester"
+DEFAULT_TOKEN = "hf_dummy_local_token"  # the token tests/hub/conftest.py puts in HF_TOKEN
 LFS_EXTENSIONS = (
     ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".parquet", ".arrow", ".npy", ".npz", ".onnx",
     ".msgpack", ".zip", ".gz", ".tar", ".model", ".pkl", ".pickle",
@@ -119,6 +120,8 @@ class LocalHubServer:
         self.blob_dir = os.path.join(self.root, "blobs")
         os.makedirs(self.blob_dir, exist_ok=True)
         self.user = user
+        self.accepted_tokens: set[str] = {DEFAULT_TOKEN}  # write tokens of ``user``; add with accept_token()
+        self.rejected_tokens: list[str] = []
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str, str, int]] = []
         self._failures: dict[str, list[tuple[int, str]]] = {}
@@ -156,6 +159,10 @@ class LocalHubServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+    def accept_token(self, token: str) -> None:
+        """Let ``token`` write (besides :data:`DEFAULT_TOKEN`)."""
+        self.accepted_tokens.add(token)
 
     # ------------------------------------------------------------------ failure injection
     def fail_next(self, endpoint_name: str, *, status: int = 500, message: str = "injected failure", times: int = 1):
@@ -371,8 +378,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(status, f"{message} ({name})")
 
     def _require_token(self):
+        # like the Hub: a placeholder ("<HUB_TOKEN>", what TrainingArguments.to_dict() writes) or unknown token is refused
         auth = self.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not auth[len("Bearer "):].strip():
+        token = auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else ""
+        if token not in self.hub.accepted_tokens:
+            self.hub.rejected_tokens.append(token)
             raise HubError(401, "Invalid credentials in Authorization header")
 
     # --------------------------------------------------------------- routing

@@ -6,7 +6,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from transformers import AutoModel
 
 from hf_vcr.cli import main
-from test_push_checkpoint import _assert_same_weights, _save_checkpoint
+from .test_push_checkpoint import _assert_same_weights, _save_checkpoint
 
 
 def test_cli_push_checkpoint(hub, repo_name, tmp_path, capsys):

@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-from hub_server import git_blob_sha1
+from .hub_server import DEFAULT_TOKEN, git_blob_sha1
 
 
 def _request(method: str, url: str, body: bytes, headers: dict) -> tuple[int, str]:
@@ -62,7 +62,7 @@ def test_lfs_integrity_is_checked(hub, repo_name):
     api.create_repo(repo_id)
     data = b"\0" * 100
     oid = hashlib.sha256(data).hexdigest()
-    headers = {"Authorization": "Bearer x"}
+    headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
     # an upload whose bytes do not hash to the announced oid is refused
     status, _ = _request("PUT", f"{hub.endpoint}/_lfs/models/{repo_id}/objects/{oid}", b"other bytes", headers)
     assert status == 400
@@ -73,7 +73,8 @@ def test_lfs_integrity_is_checked(hub, repo_name):
                             {**headers, "Content-Type": "application/x-ndjson"})
     assert status == 422 and "never uploaded" in text
     assert set(hub.files("model", repo_id)) == {".gitattributes"}
-    # no token, no commit
-    status, _ = _request("POST", f"{hub.endpoint}/api/models/{repo_id}/commit/main", line.encode(),
-                         {"Content-Type": "application/x-ndjson"})
-    assert status == 401
+    # no token, a wrong token or the "<HUB_TOKEN>" placeholder of TrainingArguments.to_dict(): no commit
+    for auth in ({}, {"Authorization": "Bearer x"}, {"Authorization": "Bearer <HUB_TOKEN>"}):
+        status, _ = _request("POST", f"{hub.endpoint}/api/models/{repo_id}/commit/main", line.encode(),
+                             {**auth, "Content-Type": "application/x-ndjson"})
+        assert status == 401, auth

@@ -6,8 +6,7 @@ A failed push (EIGV here) raises HubPushError and leaves the local run as it was
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def script_main(method: str, argv: list[str]):
-    spec = importlib.util.spec_from_file_location(f"train_{method}_for_hub", REPO / "scripts" / f"train_{method}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # the scripts define dataclasses
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return importlib.import_module(f"hf_vcr.flows.{method}").main(argv)
 
 
 def config(method: str) -> str:

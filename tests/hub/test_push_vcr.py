@@ -3,7 +3,6 @@ the VCR views push as one dataset config per task; a failed push leaves the loca
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import datasets
@@ -20,10 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def train_vcr_main(argv):
-    spec = importlib.util.spec_from_file_location("train_vcr_for_hub", REPO / "scripts" / "train_vcr.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    from hf_vcr.flows.vcr import main
+
+    return main(argv)
 
 
 def args(synthetic_vcr, out, repo):

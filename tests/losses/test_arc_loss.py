@@ -12,7 +12,7 @@ from hf_vcr.losses.arc import (
     kd_answer_loss,
     kd_rationale_loss,
     kd_rationale_loss_released,
-    symmetric_infonce,
+    select_choice,
     teacher_loss,
 )
 
@@ -88,35 +88,86 @@ def test_kd_r_rejects_mismatched_widths():
         kd_rationale_loss(torch.zeros(2, 3), torch.zeros(2, 4, 5), torch.tensor([0, 1]))
 
 
-def test_kd_r_released_value_matches_manual_computation():
+H_C4 = [  # f_C's features of the four answers, [B=2, 4, 3]
+    [[1.0, 0.0, 2.0], [0.2, 0.4, -1.0], [0.0, 1.5, 0.5], [-0.7, 0.1, 0.3]],
+    [[0.5, -1.0, 0.0], [1.0, 1.0, 1.0], [0.3, -0.2, 0.9], [2.0, 0.0, -0.5]],
+]
+Y_A = [0, 3]
+
+
+def _released_reference(h_c, y_a, h_r, y_r, w_c, b_c, w_r, b_r, t):
+    """SDLZY/ARC InfoNCEEmbLoss_2, written item by item: Linear + x/|x| per side, then
+    CE(c_i . sg(r_{y_R}) / t, y_A) + CE(r_j . sg(c_{y_A}) / t, y_R), each a batch mean."""
+    def embed(x, w, b):
+        y = x @ w.t() + b
+        return y / y.pow(2).sum().sqrt()
+
+    answer_term, rationale_term = 0.0, 0.0
+    n = len(y_a)
+    for k in range(n):
+        c = [embed(h_c[k, i], w_c, b_c) for i in range(4)]
+        r = [embed(h_r[k, j], w_r, b_r) for j in range(4)]
+        r_pos, c_pos = r[y_r[k]].detach(), c[y_a[k]].detach()
+        s_ans = torch.stack([(c[i] * r_pos).sum() for i in range(4)]) / t
+        s_rat = torch.stack([(r[j] * c_pos).sum() for j in range(4)]) / t
+        answer_term = answer_term - (s_ans[y_a[k]] - torch.logsumexp(s_ans, 0)) / n
+        rationale_term = rationale_term - (s_rat[y_r[k]] - torch.logsumexp(s_rat, 0)) / n
+    return answer_term + rationale_term, answer_term, rationale_term
+
+
+@pytest.mark.parametrize("t", [1.0, 0.3])
+def test_kd_r_released_value_and_gradients_match_the_released_formula(t):
     torch.manual_seed(0)
-    c = torch.tensor(H_C)
-    r = torch.tensor(H_R, requires_grad=True)
+    pc, pr = torch.nn.Linear(3, 2).double(), torch.nn.Linear(3, 2).double()
+    h_c = torch.tensor(H_C4, dtype=torch.float64)
+    h_r = torch.tensor(H_R, dtype=torch.float64, requires_grad=True)
+    got, got_a, got_r = kd_rationale_loss_released(h_c, torch.tensor(Y_A), h_r, torch.tensor(Y_R), pc.float(), pr.float(), t)
+    # the reference runs in float64 on its own copies of the parameters
+    wc, bc = pc.weight.detach().double().requires_grad_(), pc.bias.detach().double().requires_grad_()
+    wr, br = pr.weight.detach().double().requires_grad_(), pr.bias.detach().double().requires_grad_()
+    h_r64 = h_r.detach().clone().requires_grad_()
+    want, want_a, want_r = _released_reference(h_c, Y_A, h_r64, Y_R, wc, bc, wr, br, t)
+    for g, w in ((got, want), (got_a, want_a), (got_r, want_r)):
+        assert g.item() == pytest.approx(w.item(), abs=1e-6)
+    got.backward()
+    want.backward()
+    assert torch.allclose(h_r.grad, h_r64.grad, atol=1e-6)
+    assert torch.allclose(pc.weight.grad.double(), wc.grad, atol=1e-6) and torch.allclose(pc.bias.grad.double(), bc.grad, atol=1e-6)
+    assert torch.allclose(pr.weight.grad.double(), wr.grad, atol=1e-6) and torch.allclose(pr.bias.grad.double(), br.grad, atol=1e-6)
+
+
+def test_kd_r_released_detaches_where_the_released_code_does():
+    torch.manual_seed(1)
     pc, pr = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
-    t, w = 0.5, 0.7
-    got = kd_rationale_loss_released(c, r, torch.tensor(Y_R), pc, pr, temperature=t, infonce_weight=w)
-    # manual, item by item
-    cn = [torch.nn.functional.normalize(pc(c[b]), dim=0) for b in range(2)]
-    rn = [[torch.nn.functional.normalize(pr(r[b, i]), dim=0) for i in range(4)] for b in range(2)]
-    ce = 0.0
-    for b in range(2):
-        s = torch.stack([cn[b] @ rn[b][i] for i in range(4)]) / t
-        ce = ce - torch.log_softmax(s, 0)[Y_R[b]] / 2
-    pos = [rn[b][Y_R[b]] for b in range(2)]
-    m = torch.stack([torch.stack([cn[i] @ pos[j] for j in range(2)]) for i in range(2)]) / t
-    nce_rows = -(torch.log_softmax(m, 1)[0, 0] + torch.log_softmax(m, 1)[1, 1]) / 2
-    nce_cols = -(torch.log_softmax(m, 0)[0, 0] + torch.log_softmax(m, 0)[1, 1]) / 2
-    want = ce + w * (nce_rows + nce_cols) / 2
-    assert got.item() == pytest.approx(want.item(), rel=1e-5)
-    g_got = torch.autograd.grad(got, r, retain_graph=True)[0]
-    g_want = torch.autograd.grad(want, r)[0]
-    assert torch.allclose(g_got, g_want, atol=1e-6)
+    h_c = torch.tensor(H_C4, requires_grad=True)
+    h_r = torch.tensor(H_R, requires_grad=True)
+    _, answer_term, rationale_term = kd_rationale_loss_released(h_c, torch.tensor(Y_A), h_r, torch.tensor(Y_R), pc, pr)
+    answer_term.backward(retain_graph=True)
+    # answer direction: only the teacher projection learns (f_R's right rationale is detached, f_C is frozen)
+    assert pc.weight.grad.abs().sum() > 0 and pr.weight.grad is None and h_r.grad is None and h_c.grad is None
+    pc.zero_grad()
+    rationale_term.backward()
+    # rationale direction: f_R and its projection learn, the teacher side is detached
+    assert pr.weight.grad.abs().sum() > 0 and h_r.grad.abs().sum() > 0 and pc.weight.grad is None
 
 
-def test_symmetric_infonce_is_low_for_matching_rows():
-    a = torch.eye(3)
-    assert symmetric_infonce(a, a, 0.05).item() < 1e-3
-    assert symmetric_infonce(a, a.roll(1, 0), 0.05).item() > 5
+def test_kd_r_released_ignores_items_without_both_labels():
+    h_c, h_r = torch.tensor(H_C4), torch.tensor(H_R)
+    full, _, _ = kd_rationale_loss_released(h_c[:1], torch.tensor(Y_A[:1]), h_r[:1], torch.tensor(Y_R[:1]))
+    masked, _, _ = kd_rationale_loss_released(h_c, torch.tensor([Y_A[0], -100]), h_r, torch.tensor(Y_R))
+    assert masked.item() == pytest.approx(full.item(), abs=1e-6)
+    none, _, _ = kd_rationale_loss_released(h_c, torch.tensor([-100, -100]), h_r, torch.tensor(Y_R))
+    assert none.item() == 0.0
+
+
+def test_kd_r_released_needs_every_answers_teacher_feature():
+    with pytest.raises(ValueError, match="every answer"):
+        kd_rationale_loss_released(torch.zeros(2, 3), torch.tensor(Y_A), torch.zeros(2, 4, 3), torch.tensor(Y_R))
+
+
+def test_select_choice_reads_the_labelled_row():
+    h = torch.tensor(H_C4)
+    assert torch.equal(select_choice(h, torch.tensor(Y_A)), torch.stack([h[0, 0], h[1, 3]]))
 
 
 def test_arc_objective_eq_12_to_14():

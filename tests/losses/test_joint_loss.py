@@ -13,6 +13,7 @@ from hf_vcr.losses.joint import (
     gumbel_softmax_weights,
     gumbel_temperature,
     joint_objective,
+    multiple_choice_loss,
     rationale_nll_per_answer,
     rl_expectation_loss,
     softmax_weights,
@@ -105,24 +106,64 @@ def test_rl_estimator_is_unbiased_for_the_expected_loss():
     assert torch.allclose(g, g_exact, atol=0.02)
 
 
-def test_direct16_value_gradient_and_alignment():
+def test_direct16_value_and_gradient_match_the_released_two_loss_objective():
+    # released (hammad001/r2c, direct-cross-entropy): 4/20 CE over the 4 answers + 16/20 CE over the 16 concatenated
+    # answer-conditioned rationale logits (rationale j under answer i at index 4i + j), label 4a + r
     torch.manual_seed(1)
-    za = torch.randn(2, 4, requires_grad=True)
-    zr = torch.randn(2, 4, 4, requires_grad=True)
-    labels = torch.tensor([4 * 2 + 1, 4 * 0 + 3])
-    loss = direct16_loss(za, zr, labels)
-    ref = 0.0
-    for b in range(2):
-        scores = torch.stack([za[b, i] + zr[b, i, j] for i in range(4) for j in range(4)])  # item b with item b
-        ref = ref - torch.log_softmax(scores, 0)[labels[b]] / 2
-    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    za = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    zr = torch.randn(3, 4, 4, dtype=torch.float64, requires_grad=True)
+    a, r = [2, 0, 1], [1, 3, -100]
+    labels = torch.tensor([4 * a[0] + r[0], 4 * a[1] + r[1], -100])
+    loss = joint_objective(multiple_choice_loss(za, torch.tensor(a)), direct16_loss(zr, labels), (0.2, 0.8))
+    ce_a = sum(-torch.log_softmax(za[b], 0)[a[b]] for b in range(3)) / 3
+    ce_16 = sum(-torch.log_softmax(torch.cat([zr[b, i] for i in range(4)]), 0)[4 * a[b] + r[b]] for b in range(2)) / 2
+    ref = 0.2 * ce_a + 0.8 * ce_16
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-6)
     g = torch.autograd.grad(loss, (za, zr), retain_graph=True)
     g_ref = torch.autograd.grad(ref, (za, zr))
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g, g_ref))
-    # misaligned answers (the released bug: another item's answer scores) give a different loss
-    assert direct16_loss(za.flip(0), zr, labels).item() != pytest.approx(loss.item())
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(g, g_ref))
+    # the pair score is f_R's alone: the answer logits get no gradient from the 16-way term
+    (g_a,) = torch.autograd.grad(direct16_loss(zr, labels), (zr,))
+    assert g_a.abs().sum() > 0
     with pytest.raises(ValueError):
-        direct16_loss(za[:1], zr, labels)
+        direct16_loss(zr[:, :3], labels)
+
+
+def test_rl_ignores_items_without_a_rationale_label():
+    logits = torch.randn(2, 4, 4)
+    nll = rationale_nll_per_answer(logits, torch.tensor([2, -100]))
+    assert torch.all(nll[1] == 0) and torch.all(nll[0] > 0)  # not trained toward rationale 0
+    answer_logits = torch.randn(2, 4, requires_grad=True)
+    samples = torch.tensor([[0, 1, 2], [3, 3, 1]])
+    valid = torch.tensor([True, False])
+    loss, expected = rl_expectation_loss(answer_logits, nll, samples, valid=valid)
+    alone, expected_alone = rl_expectation_loss(answer_logits[:1], nll[:1], samples[:1])
+    assert loss.item() == pytest.approx(alone.item(), abs=1e-7) and expected.item() == pytest.approx(expected_alone.item())
+    (g,) = torch.autograd.grad(loss, answer_logits)
+    assert torch.all(g[1] == 0)
+
+
+def test_rl_leave_one_out_baseline_value_and_gradient():
+    answer_logits = torch.tensor([[0.5, 0.1, -0.2, 0.0], [0.0, 0.3, 0.2, -0.1]], dtype=torch.float64, requires_grad=True)
+    nll = torch.tensor([[0.1, 0.2, 0.3, 0.4], [1.0, 2.0, 3.0, 4.0]], dtype=torch.float64, requires_grad=True)
+    samples = torch.tensor([[0, 0, 3, 1], [2, 2, 1, 0]])
+    loss, _ = rl_expectation_loss(answer_logits, nll, samples, baseline="leave_one_out")
+    log_p = torch.log_softmax(answer_logits, -1)
+    ref = 0.0
+    for b in range(2):
+        losses = [nll[b, samples[b, n]] for n in range(4)]
+        for n in range(4):
+            others = sum(losses[m].item() for m in range(4) if m != n) / 3  # every sample but n itself
+            ref = ref + losses[n] + (losses[n].item() - others) * log_p[b, samples[b, n]]
+    ref = ref / 8
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-6)
+    g = torch.autograd.grad(loss, (answer_logits, nll))
+    g_ref = torch.autograd.grad(ref, (answer_logits, nll))
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(g, g_ref))
+    with pytest.raises(ValueError, match="at least 2"):
+        rl_expectation_loss(answer_logits, nll, samples[:, :1], baseline="leave_one_out")
+    with pytest.raises(ValueError, match="unknown baseline"):
+        rl_expectation_loss(answer_logits, nll, samples, baseline="mean")
 
 
 def test_baseline75_feeds_the_right_answer_three_quarters_of_the_time():

@@ -32,6 +32,13 @@ def _cos(a, b):
     return 0.0 if na == 0 or nb == 0 else float(a @ b / (na * nb))
 
 
+def _released_distance(r, s):
+    """sameerdharur/sorting-vqa cosine_distance for one pair: x / max(x), then 1 - x.y / (max(|x|, 1e-6) max(|y|, 1e-6))."""
+    r, s = np.asarray(r, float), np.asarray(s, float)
+    r, s = r / r.max(), s / s.max()
+    return 1.0 - float(r @ s / (max(np.linalg.norm(r), 1e-6) * max(np.linalg.norm(s), 1e-6)))
+
+
 def reference_cg(G, roles, items, mode="sq_iq"):
     """Eq. 2 written out with loops: per item, the mean over (S, I) pairs of max(0, cos(R,I) - cos(R,S))."""
     G = np.asarray(G, float)
@@ -46,13 +53,13 @@ def reference_cg(G, roles, items, mode="sq_iq"):
         elif mode == "sq_only":
             vals = [1.0 - _cos(G[r], G[s]) for s in subs]
         else:
-            vals = [float(np.linalg.norm(G[r] - G[s])) for s in subs]
+            vals = [_released_distance(G[r], G[s]) for s in subs]
         if vals:
             per_item.append(sum(vals) / len(vals))
     return sum(per_item) / len(per_item)
 
 
-@pytest.mark.parametrize("mode", ["sq_iq", "sq_only", "pull_only"])
+@pytest.mark.parametrize("mode", ["sq_iq", "sq_only", "released"])
 def test_contrastive_gradient_loss_matches_equation(mode):
     torch.manual_seed(0)
     G = torch.randn(9, 6, dtype=torch.float64)
@@ -60,7 +67,7 @@ def test_contrastive_gradient_loss_matches_equation(mode):
     assert got.item() == pytest.approx(reference_cg(G.numpy(), ROLES, ITEMS, mode), rel=1e-10, abs=1e-12)
 
 
-@pytest.mark.parametrize("mode", ["sq_iq", "sq_only", "pull_only"])
+@pytest.mark.parametrize("mode", ["sq_iq", "sq_only", "released"])
 def test_contrastive_gradient_loss_gradients_match_finite_differences(mode):
     torch.manual_seed(1)
     G = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
@@ -90,7 +97,7 @@ def test_hinge_is_zero_when_subquestions_are_closer():
 
 def test_zero_vectors_are_safe():
     G = torch.zeros(9, 4, requires_grad=True)
-    for mode in ("sq_iq", "sq_only", "pull_only"):
+    for mode in ("sq_iq", "sq_only", "released"):
         loss = contrastive_gradient_loss(G, ROLES, ITEMS, mode=mode)
         (grad,) = torch.autograd.grad(loss, G)
         assert torch.isfinite(loss) and torch.isfinite(grad).all()
@@ -101,6 +108,36 @@ def test_zero_vectors_are_safe():
     G.requires_grad_(True)
     (grad,) = torch.autograd.grad(contrastive_gradient_loss(G, ROLES, ITEMS), G)
     assert torch.isfinite(grad).all()
+
+
+def test_released_loss_is_the_released_cosine_distance_module():
+    # the released code, literally: per row, v / torch.max(v), then 1 - nn.CosineSimilarity(dim=1, eps=1e-6)
+    torch.manual_seed(4)
+    G = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    G_ref = G.detach().clone().requires_grad_(True)
+    cos = torch.nn.CosineSimilarity(dim=1, eps=1e-6)
+    per_item = []
+    for b, (r, subs) in enumerate(((0, [1, 2]), (6, [7]))):
+        d = [1 - cos((G_ref[r] / torch.max(G_ref[r]))[None], (G_ref[q] / torch.max(G_ref[q]))[None])[0] for q in subs]
+        per_item.append(sum(d) / len(d))
+    want = sum(per_item) / 2
+    got = contrastive_gradient_loss(G, ROLES, ITEMS, mode="released")
+    assert got.item() == pytest.approx(want.item(), abs=1e-9)
+    (g,) = torch.autograd.grad(got, G)
+    (g_ref,) = torch.autograd.grad(want, G_ref)
+    assert torch.allclose(g, g_ref, atol=1e-9)
+
+
+def test_cosine_is_scale_invariant_for_tiny_vectors():
+    torch.manual_seed(5)
+    a, b = torch.randn(3, 7, dtype=torch.float64), torch.randn(3, 7, dtype=torch.float64)
+    exact = torch.nn.functional.cosine_similarity(a, b, dim=1)
+    for scale in (1.0, 1e-9, 1e-20):  # far below the 1e-8 norm floor
+        assert torch.allclose(safe_cosine(a * scale, b * scale), exact, atol=1e-12)
+        assert torch.allclose(reasoning_similarities(torch.cat([a[:1], b]) * scale, torch.tensor([0, 1, 1, 1]),
+                                                     torch.zeros(4, dtype=torch.long))[1:],
+                              torch.nn.functional.cosine_similarity(a[:1], b, dim=1), atol=1e-12)
+    assert safe_cosine(torch.zeros(1, 3), torch.ones(1, 3)).item() == 0.0
 
 
 def test_invalid_questions_and_items_are_masked():
@@ -124,6 +161,27 @@ def test_each_item_needs_one_reasoning_question():
 def test_total_loss_is_eq3_with_paper_defaults():
     l_cg, r, s, i = (torch.tensor(x) for x in (0.5, 1.0, 2.0, 3.0))
     assert sort_total_loss(l_cg, r, s, i).item() == pytest.approx(0.5 + 2.27 * 1.0 + 2.27 * 2.0 + 0.0003 * 3.0)
+
+
+def test_total_loss_with_the_released_weights():
+    # pythia_introspect.yml: logit_bce_{reas,sq,oq} weight 0.33 each, distance_importance_loss weight 0.001, and every
+    # one of these losses returns its mean times targets.size(1) (the number of answers)
+    torch.manual_seed(6)
+    n_answers = 7
+    logits = torch.randn(9, n_answers, dtype=torch.float64, requires_grad=True)
+    labels = (torch.rand(9, n_answers, dtype=torch.float64) > 0.7).double()
+    G = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    bce = role_bce_losses(logits, labels, ROLES)
+    l_cg = contrastive_gradient_loss(G, ROLES, ITEMS, mode="released")
+    got = sort_total_loss(0.001 * n_answers * l_cg, *bce, 0.33, 0.33, 0.33)
+
+    def bce_ref(rows):
+        x, y = logits[rows], labels[rows]
+        return torch.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="mean") * n_answers
+
+    want = sum(0.33 * bce_ref(ROLES == role) for role in (0, 1, 2))
+    want = want + 0.001 * n_answers * torch.tensor(reference_cg(G.detach().numpy(), ROLES, ITEMS, "released"), dtype=torch.float64)
+    assert got.item() == pytest.approx(want.item(), abs=1e-9)
 
 
 def test_bce_per_role_matches_formula():

@@ -22,15 +22,15 @@ def test_mp1_and_mrr_appendix_examples():
     s1, r1 = _scores_from_order([0, 1, 0])
     s2, r2 = _scores_from_order([1, 0, 0])
     out = ranking_metrics([s1, s2], [r1, r2])
-    assert out["mp1"] == pytest.approx(0.5)
-    assert out["mrr"] == pytest.approx(0.75)  # (1/2 + 1) / 2
+    assert out["mp1"] == pytest.approx(50.0)
+    assert out["mrr"] == pytest.approx(75.0)  # (1/2 + 1) / 2, in percent
 
 
 def test_ranking_accuracy_appendix_example():
     # "Cities in Asia": [Stockholm, Beijing, New Delhi] -> [0, 1, 1]; "Planets": [Neptune, Jupiter, Phobos] -> [1, 1, 0]
     s1, r1 = _scores_from_order([0, 1, 1])
     s2, r2 = _scores_from_order([1, 1, 0])
-    assert ranking_metrics([s1, s2], [r1, r2])["ranking_accuracy"] == pytest.approx(0.5)
+    assert ranking_metrics([s1, s2], [r1, r2])["ranking_accuracy"] == pytest.approx(50.0)
 
 
 def test_wpr_appendix_example():
@@ -42,7 +42,7 @@ def test_wpr_appendix_example():
     # the input order does not matter, only the scores
     assert ranking_metrics_one([0.7, 0.9, 0.8], [1, 1, 0])["wpr"] == pytest.approx(0.1)
     # a right ranking has WPR 0 and is averaged in as 0
-    assert ranking_metrics([[0.9, 0.8, 0.7], [0.9, 0.8, 0.7]], [[1, 0, 1], [1, 1, 0]])["wpr"] == pytest.approx(0.05)
+    assert ranking_metrics([[0.9, 0.8, 0.7], [0.9, 0.8, 0.7]], [[1, 0, 1], [1, 1, 0]])["wpr"] == pytest.approx(5.0)
 
 
 def test_wpr_parallel_list_with_several_displacements():
@@ -55,7 +55,7 @@ def test_wpr_parallel_list_with_several_displacements():
 def test_ties_are_pessimistic_and_sets_without_relevant_are_skipped():
     assert ranking_metrics_one([0.0, 0.0, 0.0], [1, 0, 0]) == {"mp1": 0.0, "ranking_accuracy": 0.0, "mrr": pytest.approx(1 / 3), "wpr": 0.0}
     out = ranking_metrics([[0.3, 0.1], [0.2, 0.1]], [[1, 0], [0, 0]])
-    assert out["n"] == 1 and out["n_skipped"] == 1 and out["mp1"] == 1.0
+    assert out["n"] == 1 and out["n_skipped"] == 1 and out["mp1"] == 100.0
 
 
 def test_quadrants_and_consistency_eq4():
@@ -75,7 +75,7 @@ def test_cli_ranking_prints_json_last_line(tmp_path, capsys):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert cli_main(["evaluate", "ranking", "--scores", str(path)]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["mp1"] == pytest.approx(0.5) and out["mrr"] == pytest.approx(0.75)
+    assert out["mp1"] == pytest.approx(50.0) and out["mrr"] == pytest.approx(75.0)
     assert {"mp1", "ranking_accuracy", "mrr", "wpr"} <= set(out)
 
 
@@ -95,20 +95,20 @@ def test_cli_consistency_prints_json_last_line(tmp_path, capsys):
 def test_cli_bad_input_names_file_and_line(tmp_path):
     path = tmp_path / "scores.jsonl"
     path.write_text('{"id": 1, "scores": [1.0], "relevant": [1]}\n{"id": 2, "scores": [1.0, 2.0], "relevant": [1]}\n')
-    with pytest.raises(ValueError, match=r"scores\.jsonl, line 2: 'scores' and 'relevant'"):
-        cli_main(["evaluate", "ranking", "--scores", str(path)])
+    with pytest.raises(ValueError, match=r"scores\.jsonl, line 2 \(2\): 'scores' and 'relevant'"):
+        cli_main(["--debug", "evaluate", "ranking", "--scores", str(path)])
     path.write_text('{"id": 1, "scores": [1.0], "relevant": [1]}\n{not json\n')
     with pytest.raises(ValueError, match=r"line 2: malformed JSON"):
-        cli_main(["evaluate", "ranking", "--scores", str(path)])
+        cli_main(["--debug", "evaluate", "ranking", "--scores", str(path)])
     path.write_text('{"id": 1, "reasoning_correct": "yes", "sub_correct": [true]}\n')
-    with pytest.raises(ValueError, match=r"line 1: 'reasoning_correct' must be a bool"):
-        cli_main(["evaluate", "consistency", "--predictions", str(path)])
+    with pytest.raises(ValueError, match=r"line 1 \(1\): 'reasoning_correct' must be a bool"):
+        cli_main(["--debug", "evaluate", "consistency", "--predictions", str(path)])
 
 
 def test_evaluate_modules():
     ranking = load_metric("sort_ranking")
     out = ranking.compute(scores=[[0.9, 0.8, 0.7]], relevant=[[1, 0, 1]])
-    assert out["wpr"] == pytest.approx(0.1)
+    assert out["wpr"] == pytest.approx(10.0)  # percent, as SOrT's Table 1
     cons = load_metric("sort_consistency")
     out = cons.compute(reasoning_correct=[True, False], sub_correct=[[True, True, False], [True]])
     assert out["consistency"] == pytest.approx(100 * 2 / 3)

@@ -9,11 +9,13 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import SHARED_DATA
+
 from hf_vcr.cli import main as cli_main
 from hf_vcr.metrics import load_metric
 from hf_vcr.metrics.videoqa import grounding_overlap, nextqa_accuracies, open_ended_accuracies
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+SHARED = os.path.join(str(SHARED_DATA))
 NEXTQA_VAL = os.path.join(SHARED, "nextqa", "val.csv")
 MSRVTT_VAL = os.path.join(SHARED, "msrvtt_qa", "val.csv")
 
@@ -57,6 +59,7 @@ def _nextqa_predictions(tmp_path):
     return rows, preds, str(path)
 
 
+@pytest.mark.real_data
 def test_cli_on_real_nextqa_val(tmp_path, capsys):
     rows, preds, path = _nextqa_predictions(tmp_path)
     assert cli_main(["evaluate", "videoqa", "--predictions", path, "--annotations", NEXTQA_VAL]) == 0
@@ -68,6 +71,7 @@ def test_cli_on_real_nextqa_val(tmp_path, capsys):
     assert len({result[t] for t in ("CW", "CH", "TN", "TC", "DC", "DL", "DO")}) > 1
 
 
+@pytest.mark.real_data
 def test_console_entry_prints_json_last_line(tmp_path):
     rows, preds, path = _nextqa_predictions(tmp_path)
     proc = subprocess.run(
@@ -77,6 +81,7 @@ def test_console_entry_prints_json_last_line(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["accuracy"] == _expected_nextqa(rows, preds)["accuracy"]
 
 
+@pytest.mark.real_data
 def test_cli_errors_name_the_problem(tmp_path):
     rows, preds, _ = _nextqa_predictions(tmp_path)
     first = f"{rows[0]['video']}_{rows[0]['qid']}"
@@ -85,17 +90,18 @@ def test_cli_errors_name_the_problem(tmp_path):
     p = tmp_path / "missing.json"
     p.write_text(json.dumps(missing))
     with pytest.raises(ValueError, match=rf"no prediction for 1 of 4996 questions.*{first}"):
-        cli_main(["evaluate", "videoqa", "--predictions", str(p), "--annotations", NEXTQA_VAL])
+        cli_main(["--debug", "evaluate", "videoqa", "--predictions", str(p), "--annotations", NEXTQA_VAL])
     wrong = dict(preds)
     wrong[first] = {"prediction": 0, "answer": (int(rows[0]["answer"]) + 1) % 5}
     p.write_text(json.dumps(wrong))
     with pytest.raises(ValueError, match=rf"record '{first}': 'answer' .* disagrees"):
-        cli_main(["evaluate", "videoqa", "--predictions", str(p), "--annotations", NEXTQA_VAL])
+        cli_main(["--debug", "evaluate", "videoqa", "--predictions", str(p), "--annotations", NEXTQA_VAL])
     p.write_text('{"a": ')
     with pytest.raises(ValueError, match="malformed JSON"):
-        cli_main(["evaluate", "videoqa", "--predictions", str(p), "--annotations", NEXTQA_VAL])
+        cli_main(["--debug", "evaluate", "videoqa", "--predictions", str(p), "--annotations", NEXTQA_VAL])
 
 
+@pytest.mark.real_data
 def test_open_ended_on_real_msrvtt_val(tmp_path, capsys):
     with open(MSRVTT_VAL, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -116,7 +122,7 @@ def test_open_ended_on_real_msrvtt_val(tmp_path, capsys):
 def test_evaluate_modules_match_pure_functions():
     types = ["CW", "TP", "DO", "DL"]
     nq = load_metric("nextqa_accuracy").compute(predictions=[0, 1, 2, 3], references=[0, 1, 0, 3], question_types=types)
-    np.testing.assert_equal(nq, nextqa_accuracies([0, 1, 2, 3], [0, 1, 0, 3], types))  # NaN for absent types
+    np.testing.assert_equal(nq, nextqa_accuracies([0, 1, 2, 3], [0, 1, 0, 3], types))  # None for absent types
     assert nq["accuracy"] == 75.0 and nq["TN"] == 100.0
     oe = load_metric("videoqa_open_ended_accuracy").compute(predictions=["a", "b"], references=["a", "c"], questions=["who x", "how y"])
     assert oe == {"accuracy": 50.0, "acc_who": 100.0, "acc_how": 0.0}

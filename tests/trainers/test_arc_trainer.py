@@ -66,8 +66,8 @@ class FirstStep(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-@pytest.mark.parametrize("backbone", ["vcr", "visualbert"])
-def test_cached_teacher_gives_the_live_teachers_stage2_loss(corpus, tmp_path, backbone):
+@pytest.mark.parametrize("backbone,kd_r_variant", [("vcr", "paper"), ("vcr", "released"), ("visualbert", "paper")])
+def test_cached_teacher_gives_the_live_teachers_stage2_loss(corpus, tmp_path, backbone, kd_r_variant):
     train, _, tok = corpus
     build = builder(backbone, tok)
     torch.manual_seed(0)
@@ -77,13 +77,16 @@ def test_cached_teacher_gives_the_live_teachers_stage2_loss(corpus, tmp_path, ba
     views = {n: tokenize_view(train, tok, n, **kw) for n in ("q2a", "qa2r", "qr2a")}
     # the cache: computed once with its own batching (batch size 5: different padding than the step's)
     ids, logits, feats = compute_teacher_outputs(teacher, views["qr2a"], base, batch_size=5)
+    # f_C's features of all four answers are kept (the released KD-R's answer direction scores them all)
+    assert feats.shape == (len(ids), 4, teacher.config.hidden_size) and logits.shape == (len(ids), 4)
     save_teacher_cache(str(tmp_path / "cache"), ids, logits, feats)
     cache = load_teacher_cache(str(tmp_path / "cache"))
     cached_ds = merge_views({"a": views["q2a"], "r": views["qa2r"]}, extra=cache_columns(cache, ids, "cache"))
     live_ds = merge_views({"a": views["q2a"], "r": views["qa2r"], "c": views["qr2a"]})
     torch.manual_seed(1)
-    model = ArcModel(build(), build())
-    args = arc_args(tmp_path / "out", alpha=0.3, beta=0.4, kd_temperature=3.0)
+    released = kd_r_variant == "released"
+    model = ArcModel(build(), build(), projection_dim=16 if released else None, teacher_dim=teacher.config.hidden_size)
+    args = arc_args(tmp_path / "out", alpha=0.3, beta=0.4, kd_temperature=3.0, kd_r_variant=kd_r_variant)
     cached = ArcTrainer(model=model, args=args, data_collator=MultiViewCollator(base, ("a", "r"), ("teacher_logits", "teacher_feature")))
     live = ArcTrainer(model=model, args=args, teacher_model=teacher, data_collator=MultiViewCollator(base, ("a", "r", "c")))
     rows = [3, 0, 7, 12, 5, 9, 20, 21]
@@ -99,10 +102,18 @@ def test_cached_teacher_gives_the_live_teachers_stage2_loss(corpus, tmp_path, ba
         assert abs(loss_cached.item() - loss_live.item()) < 1e-6, (training, loss_cached.item(), loss_live.item())
     # each component was recorded
     assert {"ce_a", "ce_r", "kd_a", "kd_r"} <= set(cached._component_logs["train"])
+    if released:
+        assert {"kd_r_answer", "kd_r_rationale"} <= set(cached._component_logs["train"])
+
+
+def test_stale_one_feature_cache_is_a_clear_error(tmp_path):
+    save_teacher_cache(str(tmp_path / "cache"), ["a-1", "a-2"], torch.zeros(2, 4), torch.zeros(2, 8))
+    with pytest.raises(ValueError, match=r"cache\.safetensors.*\[N, 4, H\].*delete"):
+        load_teacher_cache(str(tmp_path / "cache"))
 
 
 def test_missing_cache_entry_is_a_clear_error(tmp_path):
-    cache = {"a-1": ([0.0] * 4, [0.0] * 3)}
+    cache = {"a-1": ([0.0] * 4, [[0.0] * 3] * 4)}
     with pytest.raises(KeyError, match="no entry for annot_id 'a-2'"):
         cache_columns(cache, ["a-1", "a-2"], "somewhere/annot_ids.json")
 

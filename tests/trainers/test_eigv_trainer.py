@@ -54,6 +54,24 @@ def test_memory_bank_sampling_excludes_videos_and_prefers_environment():
         ClipMemoryBank(3).sample(exclude, 1, 1)
 
 
+def test_fallback_video_ids_never_repeat(tmp_path):
+    """Without video_index every row gets a video id never used before (issue 13): ids repeating every batch made the
+    bank exclude the clips of earlier rows at the same batch position instead of nothing but the row's own."""
+    bank = ClipMemoryBank(capacity=10_000)
+    a, b = bank.anonymous_video_ids(4), bank.anonymous_video_ids(4)
+    assert len(set(a.tolist()) | set(b.tolist())) == 8 and (torch.cat([a, b]) < -1).all()
+    model = _tiny_model()
+    g = torch.Generator().manual_seed(1)
+    args = EigvConfig(output_dir=str(tmp_path), num_video_negatives=1, num_question_negatives=1, use_cpu=True, report_to="none")
+    bank = ClipMemoryBank(10_000)
+    for _ in range(3):
+        inputs = {"clip_features": torch.randn(4, 8, 64, generator=g), "input_ids": torch.randint(5, 100, (4, 5, 7), generator=g),
+                  "attention_mask": torch.ones(4, 5, 7, dtype=torch.long), "labels": torch.tensor([0, 1, 2, 3])}
+        eigv_views_step(model, inputs, args, bank)
+    ids = bank.video[: bank.size].reshape(3 * 4, 8)[:, 0]  # one id per pushed row
+    assert len(set(ids.tolist())) == 12 and bank.anonymous_issued == 12
+
+
 def _tiny_model():
     torch.manual_seed(0)
     text = dict(TINY_TEXT_CONFIG, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)

@@ -76,14 +76,13 @@ def test_one_hot_answer_slot_is_the_question_followed_by_that_answer(corpus, bac
 
 
 @pytest.mark.parametrize("coupling,reaches_answer_model", [("softmax", True), ("gumbel", True), ("rl", True),
-                                                            ("direct16", True), ("baseline75", False)])
+                                                            ("direct16", False), ("baseline75", False)])
 def test_rationale_loss_gradient_reaches_the_answer_model_only_when_coupled(corpus, tmp_path, coupling, reaches_answer_model):
     # loss ratio 0:1 leaves only the QA→R term; its gradient reaches f_A through the weights/samples (not for the baseline)
     trainer = make_trainer(corpus, tmp_path, coupling=coupling, loss_ratio="0:1")
     model = trainer.model.train()
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
-    if coupling == "direct16":  # its 16-way loss has no ratio: check the answer logits take part in it
-        reaches_answer_model = True
+    # direct16's 16-way term scores pairs with f_R alone (paper, released code): f_A learns from CE_A only
     loss = trainer.compute_loss(model, batch)
     loss.backward()
     g_answer = sum(p.grad.abs().sum().item() for p in model.answer_model.parameters() if p.grad is not None)
@@ -106,42 +105,65 @@ def test_rl_forward_draws_n_samples_per_item_and_scores_each_with_its_own_item(c
     assert torch.allclose(alone, together, atol=1e-4)
 
 
-def test_evaluation_is_deterministic_and_feeds_the_predicted_answer(corpus, tmp_path):
-    trainer = make_trainer(corpus, tmp_path, coupling="gumbel")
+@pytest.mark.parametrize("coupling,feed", [("gumbel", "mixture"), ("softmax", "mixture"), ("rl", "predicted")])
+def test_evaluation_is_deterministic_and_feeds_the_named_answer(corpus, tmp_path, coupling, feed):
+    trainer = make_trainer(corpus, tmp_path, coupling=coupling)
+    assert trainer.args.eval_answer_feed == feed  # the default is named in the config, per coupling
     torch.manual_seed(0)
     first = trainer.predict(trainer.eval_dataset)
     torch.manual_seed(123)
     second = trainer.predict(trainer.eval_dataset)
     for a, b in zip(first.predictions, second.predictions):
         assert np.array_equal(a, b)  # no Gumbel noise, no sampling
-    assert first.predictions[1].shape == (len(trainer.eval_dataset), 16)
-    # Q→AR counts an item only when the rationale chosen under the *predicted* answer is right
-    answer = np.array([[5.0, 0, 0, 0], [0, 5.0, 0, 0]])  # predicts 0, 0->... item 1 predicts answer 1
+    z_a, pair, fed = first.predictions
+    assert pair.shape == (len(trainer.eval_dataset), 16) and fed.shape == (len(trainer.eval_dataset), 4)
+    # the fed rationale scores: f_R under softmax(z_A) (eq. 1's mixture, τ_end = 1) or under the argmax answer
+    batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(len(trainer.eval_dataset))])
+    model = trainer.model.eval()
+    with torch.no_grad():
+        z = model.answer_model(**{k[2:]: v for k, v in batch.items() if k.startswith("a_") and k != "a_labels"},
+                               **{k: batch[k] for k in ("boxes", "box_mask", "pixel_values", "region_features") if k in batch})["logits"]
+        w = torch.softmax(z, -1) if feed == "mixture" else torch.nn.functional.one_hot(z.argmax(-1), 4).float()
+        want = model.scorer(model.rationale_model, batch, w[:, None])[0][:, 0]
+    assert np.allclose(fed, want.numpy(), atol=1e-4)
+
+
+def test_joint_metrics_score_q2ar_with_the_fed_answer():
+    answer = np.array([[5.0, 0, 0, 0], [0, 5.0, 0, 0]])  # item 0 predicts answer 0 (right), item 1 answer 1 (wrong)
     pair = np.zeros((2, 16))
     pair[0, 4 * 0 + 2] = 5  # item 0: under answer 0, rationale 2
     pair[1, 4 * 1 + 3] = 5  # item 1: under its predicted (wrong) answer 1, rationale 3 (right rationale)
     pair[1, 4 * 2 + 0] = 5  # item 1: under the right answer 2, rationale 0 (wrong)
     labels = np.array([4 * 0 + 2, 4 * 2 + 3])
+    # without fed scores: the predicted answer's row
     m = joint_metrics(EvalPrediction(predictions=(answer, pair), label_ids=labels))
     assert m["q2a"] == 50.0 and m["q2ar"] == 50.0
     assert m["qa2r"] == 50.0  # right answer fed: item 0 right, item 1 wrong
     assert m["qa2r_predicted_answer"] == 100.0
+    assert m["q2ar_pairs16"] == 50.0  # item 0's best pair (0, 2) is right; item 1's best is (1, 3)
+    # with the mixture's scores: item 0's mixture picks rationale 1 (wrong)
+    fed = np.array([[0, 5.0, 0, 0], [0, 0, 0, 5.0]])
+    m = joint_metrics(EvalPrediction(predictions=(answer, pair, fed), label_ids=labels))
+    assert m["q2ar"] == 0.0 and m["qa2r_predicted_answer"] == 50.0
 
 
-def test_gumbel_tau_anneals_linearly_then_holds(corpus, tmp_path):
+def test_gumbel_tau_anneals_linearly_per_optimizer_step(corpus, tmp_path):
     trainer = make_trainer(corpus, tmp_path, coupling="gumbel", gumbel_tau_start=5.0, gumbel_tau_end=1.0, gumbel_anneal_epochs=4)
+    trainer._update_steps_per_epoch = 2
     taus = []
-    for epoch in (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 9.5):
-        trainer.state.epoch = epoch
+    for step in (0, 2, 4, 6, 8, 12, 19):
+        trainer.state.global_step = step
         taus.append(trainer.current_tau())
     assert taus == pytest.approx([5.0, 4.0, 3.0, 2.0, 1.0, 1.0, 1.0])
-    # during training the logged τ follows the schedule (16 items / batch 4 = 4 steps per epoch)
-    trainer.args.max_steps = 2
+    # training with gradient accumulation 2 (16 items / batch 4 = 4 micro-batches = 2 optimizer steps per epoch):
+    # both micro-batches of an optimizer step run at that step's τ
+    trainer = make_trainer(corpus, tmp_path, coupling="gumbel", gumbel_tau_start=5.0, gumbel_tau_end=1.0,
+                           gumbel_anneal_epochs=4, gradient_accumulation_steps=2, max_steps=3)
+    seen = []
+    current = trainer.current_tau
+    trainer.current_tau = lambda: seen.append(current()) or seen[-1]
     trainer.train()
-    logged = [h["tau"] for h in trainer.state.log_history if "tau" in h]
-    epochs = [h["epoch"] for h in trainer.state.log_history if "tau" in h]
-    assert logged[0] == pytest.approx(5.0)  # step 1 runs at epoch 0
-    assert logged[-1] == pytest.approx(5.0 - (epochs[-2] if len(epochs) > 1 else 0.0), abs=1e-6)
+    assert seen == pytest.approx([5.0, 5.0, 4.5, 4.5, 4.0, 4.0])  # τ(k) = 5 - 4 (k / 2) / 4 at optimizer step k
 
 
 def test_views_of_a_batch_belong_to_the_same_item(corpus, tmp_path):
@@ -181,3 +203,29 @@ def test_config_rejects_bad_values(tmp_path):
     with pytest.raises(ValueError, match="loss_ratio"):
         JointConfig(output_dir=str(tmp_path), loss_ratio="1-4", use_cpu=True)
     assert JointConfig(output_dir=str(tmp_path), loss_ratio="1:4", use_cpu=True).loss_weights == (1.0, 4.0)
+    with pytest.raises(ValueError, match="rl_baseline"):
+        JointConfig(output_dir=str(tmp_path), rl_baseline="mean", use_cpu=True)
+    with pytest.raises(ValueError, match="eval_answer_feed"):
+        JointConfig(output_dir=str(tmp_path), eval_answer_feed="sampled", use_cpu=True)
+
+
+@pytest.mark.parametrize("coupling", ["direct16", "softmax", "rl"])
+def test_loss_ratio_weights_every_coupling(corpus, tmp_path, coupling):
+    # loss_ratio is never ignored: 1:0 leaves CE_A alone, and the loss is linear in the two weights
+    trainer = make_trainer(corpus, tmp_path, coupling=coupling)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    model = trainer.model.eval()  # no dropout: the three evaluations see one function
+
+    def loss_at(ratio):
+        trainer.args.loss_ratio = ratio
+        torch.manual_seed(0)  # the same RL samples
+        with torch.no_grad():
+            return trainer.compute_loss(model, dict(batch)).item()
+
+    only_a, only_r, mixed = loss_at("1:0"), loss_at("0:1"), loss_at("0.2:0.8")
+    with torch.no_grad():
+        z = trainer.compute_loss(model, dict(batch), return_outputs=True)[1]["answer_logits"]
+    from hf_vcr.losses.multiple_choice import multiple_choice_loss
+
+    assert only_a == pytest.approx(multiple_choice_loss(z, batch["a_labels"]).item(), abs=1e-6)
+    assert mixed == pytest.approx(0.2 * only_a + 0.8 * only_r, abs=1e-5)

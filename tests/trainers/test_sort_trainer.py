@@ -4,7 +4,6 @@ component logging, evaluation files read by the CLI, and the SOrT-vs-BCE effect 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,8 @@ from hf_vcr.trainers.sort_config import SortConfig
 from hf_vcr.trainers.sort_trainer import SortTrainer
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-import train_sort  # noqa: E402
+from hf_vcr.flows import parse_flow_args
+from hf_vcr.flows import sort as train_sort
 
 CONFIG = str(REPO / "scripts" / "configs" / "sort_synthetic.yaml")
 SMALL = ["--hidden_size", "32", "--question_hidden_size", "32", "--attention_hidden_size", "32", "--classifier_hidden_size", "64",
@@ -42,6 +41,8 @@ def test_config_validation(tmp_path):
     cfg = SortConfig(output_dir=str(tmp_path))
     assert (cfg.lambda_reasoning, cfg.lambda_sub, cfg.lambda_irrelevant) == (2.27, 2.27, 0.0003)
     assert cfg.sort_mode == "sq_iq" and cfg.gradcam_module == "fusion" and cfg.remove_unused_columns is False
+    with pytest.raises(ValueError, match="sort_mode must be one of"):
+        SortConfig(output_dir=str(tmp_path), sort_mode="pull_only")  # the old Euclidean pull was never the released loss
 
 
 def test_script_short_run_logs_components_and_writes_cli_inputs(tmp_path, capsys):
@@ -60,7 +61,7 @@ def test_script_short_run_logs_components_and_writes_cli_inputs(tmp_path, capsys
     # the written files are exactly what the CLI reads, and it reproduces the trainer's numbers
     assert cli_main(["evaluate", "ranking", "--scores", str(out / "ranking_scores.jsonl")]) == 0
     ranking = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert ranking["mrr"] == pytest.approx(results["mrr"], abs=1e-5)
+    assert ranking["mrr"] == pytest.approx(results["mrr"], abs=1e-4)  # the CLI prints 4 decimals
     assert cli_main(["evaluate", "consistency", "--predictions", str(out / "consistency_predictions.jsonl")]) == 0
     consistency = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for k, v in consistency["quadrants"].items():
@@ -69,8 +70,8 @@ def test_script_short_run_logs_components_and_writes_cli_inputs(tmp_path, capsys
 
 def test_trainer_step_records_components_and_updates_parameters(tmp_path):
     trainer, _ = train_sort.build(
-        *train_sort.parse_config(
-            [train_sort.SortModelArguments, train_sort.SortDataArguments, SortConfig],
+        *parse_flow_args(
+            train_sort.ARGUMENTS,
             [CONFIG, "--output_dir", str(tmp_path), "--synthetic_train_items", "16", "--synthetic_eval_items", "8",
              "--max_steps", "2", "--per_device_train_batch_size", "4", *SMALL],
         )
@@ -85,6 +86,14 @@ def test_trainer_step_records_components_and_updates_parameters(tmp_path):
     logged = [h for h in trainer.state.log_history if "loss_cg" in h]
     assert logged and {"bce_reasoning", "bce_sub", "bce_irrelevant"} <= set(logged[-1])
     assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
+    # the released objective: λ = 0.33 each, L_CG (1 - cos of max-normalised vectors) weighted 0.001 × the answers
+    trainer.args.sort_mode, trainer.args.contrastive_weight, trainer.args.contrastive_weight_per_answer = "released", 0.001, True
+    trainer.args.lambda_reasoning = trainer.args.lambda_sub = trainer.args.lambda_irrelevant = 0.33
+    parts = trainer.sort_losses(trainer.model, batch)
+    n_answers = batch["labels"].shape[-1]
+    expected = 0.001 * n_answers * parts["contrastive"] + 0.33 * (parts["bce_reasoning"] + parts["bce_sub"] + parts["bce_irrelevant"])
+    torch.testing.assert_close(parts["loss"], expected)
+    assert 0.0 <= parts["contrastive"].item() <= 2.0
     # the BCE-only baseline never builds Grad-CAM vectors
     trainer.args.sort_mode = "none"
     parts = trainer.sort_losses(trainer.model, batch)

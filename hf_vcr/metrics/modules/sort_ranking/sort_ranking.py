@@ -8,7 +8,7 @@ from hf_vcr.metrics.sort import ranking_metrics
 _DESCRIPTION = """MP@1, ranking accuracy, MRR and WPR (Dharur et al., 2021, appendix A.1.1).
 Each example is one <image, reasoning question>: `scores` of its perception questions (higher ranks
 higher; SOrT uses the Grad-CAM cosine similarity with the reasoning question) and `relevant` (1 for a
-sub-question, 0 for an irrelevant question). Fractions in [0, 1]; WPR lower is better."""
+sub-question, 0 for an irrelevant question). In percent, as SOrT's Table 1; WPR lower is better."""
 
 
 class SortRanking(evaluate.Metric):
