@@ -128,7 +128,9 @@ def build(model_args: LskdModelArguments, data_args: LskdDataArguments, args: QF
             apply_qformer_lora(model, r=args.lora_r, alpha=args.lora_alpha)
         collator = LskdCollator(tokenizer, image_processor, with_rationale=args.with_rationale, augment=args.augment_regions,
                                 max_regions=data_args.max_regions, max_length=data_args.max_length, seed=args.seed + state.process_index,
-                                rationale_probability=args.rationale_probability, region_strategy=args.region_strategy)
+                                region_strategy=args.region_strategy,
+                                # the coin is part of the augmentation: without it every text keeps its rationale
+                                rationale_probability=args.rationale_probability if args.augment_regions else None)
     trainer = QFormerDistillTrainer(model=model, args=args, train_dataset=train, data_collator=collator, processing_class=tokenizer)
     return trainer, tokenizer, image_processor, collator
 

@@ -416,6 +416,12 @@ class HfVcrTrainer(Trainer):
         if self.is_world_process_zero():
             print(f"hf_vcr: {checkpoint} ended training (max_steps or early stopping): nothing left to train", flush=True)
         self._load_from_checkpoint(checkpoint)
+        # what train() does to the model before its first step, so the saved config equals an uninterrupted run's
+        from transformers import PreTrainedTokenizerBase, ProcessorMixin
+        from transformers.trainer_utils import align_special_tokens
+
+        if isinstance(self.processing_class, (PreTrainedTokenizerBase, ProcessorMixin)) and hasattr(self.model, "config"):
+            align_special_tokens(self.model, self.processing_class)
         self.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
         best = self.state.best_model_checkpoint
         if self.args.load_best_model_at_end and best is not None and os.path.isdir(best):

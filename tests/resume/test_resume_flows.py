@@ -11,6 +11,7 @@ so even the command line in the cards is the same.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -24,18 +25,28 @@ from .harness import (
     start_flow,
 )
 
+# Every flow is killed inside a step, between writing a checkpoint and marking it (save_total_limit 1: the previous
+# one must survive) and after its final checkpoint (the restart trains nothing more), one kill after the other.
 KILLS = {
-    "vcr": ["before_mark:4"],  # in Q→A's trainer, save_total_limit 1: checkpoint-2 must survive
+    "vcr": ["step:3", "before_mark:4", "after_save:6"],  # in Q→A's trainer; then Q→A is reused and QA→R trains
     # stage 1 (eval/save every 2 steps, early stop at 6): mid-patience (the counter must come back), then the
-    # early-stop checkpoint (the stage boundary: no more teacher training)
-    "arc": ["step:5", "after_save:6"],
-    "joint": ["step:3"],
-    "sort": ["after_save:6"],  # the final checkpoint: nothing more to train
-    "eigv": ["step:5"],  # after the memory bank filled (EIGV objective from step 2)
-    "lskd": ["step:3"],  # augmented regions: the collator's generator
-    "critic": ["before_mark:4"],
+    # early-stop checkpoint (the stage boundary: no more teacher training), then inside stage 2's third step
+    "arc": ["step:5", "after_save:6", "step:3"],
+    "joint": ["step:3", "before_mark:4", "after_save:6"],
+    "sort": ["step:3", "before_mark:4", "after_save:6"],
+    "eigv": ["before_mark:4", "step:5", "after_save:6"],  # step 5: after the memory bank filled (EIGV from step 2)
+    "lskd": ["step:3", "before_mark:4", "after_save:6"],  # augmented regions: the collator's generator
+    "critic": ["step:3", "before_mark:4", "after_save:6"],
 }
 VCR_METHODS = ("vcr", "arc", "joint")
+
+
+def _refuse_constant(name):
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def strict_json(text: str):
+    return json.loads(text, parse_constant=_refuse_constant)
 RESUMED = re.compile(r"hf_vcr: (resuming from \S*checkpoint-\d+|\S*checkpoint-\d+ ended training)")
 
 
@@ -48,7 +59,12 @@ def test_killed_runs_resume_bit_identical(method, tmp_path, request):
     with in_background(start_flow(method, args, cwd=reference)) as uninterrupted:
         restarts = [run_flow(method, args, kill_at=point, cwd=resumed) for point in KILLS[method]][1:]
         restarts.append(run_flow(method, args, cwd=resumed))
-        finish_flow(uninterrupted)
+        whole = finish_flow(uninterrupted)
+    # every JSON file the run wrote and its last stdout line are strict JSON (null, never NaN / Infinity)
+    for line in (whole.stdout, restarts[-1].stdout):
+        assert isinstance(strict_json(line.strip().splitlines()[-1]), dict), line[-500:]
+    for path in (reference / "out").rglob("*.json"):
+        strict_json(path.read_text(encoding="utf-8"))
     for restart in restarts:
         # it went on from a checkpoint (with save_total_limit 1 and a kill before the mark: the previous one), it did
         # not start over (which, deterministic, would end identical too)

@@ -218,8 +218,11 @@ def test_zero2_rerun_reusing_finished_tasks_evaluates(tmp_path):
     args = ["vcr_synthetic", "--output_dir", "run", "--synthetic_dir", "data", "--synthetic_train", "32", "--synthetic_val", "8",
             "--max_steps", "2", "--save_strategy", "no", "--disable_tqdm", "true", "--deepspeed", "zero2"]
     lines = []
-    for _ in range(2):
+    for attempt in range(2):
         from tests.distributed.launch import free_port
+
+        if attempt:  # as if killed after both tasks finished but before the run was marked complete: tasks reused
+            (tmp_path / "run" / "run_complete.json").unlink()
 
         env["MASTER_PORT"] = str(free_port())
         result = subprocess.run([sys.executable, "-m", "hf_vcr.flows.vcr", *args], cwd=tmp_path, env=env, capture_output=True,
