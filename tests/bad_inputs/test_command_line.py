@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED_DATA
 
 from hf_vcr.cli import main as cli_main
 from hf_vcr.metrics.vcr import write_leaderboard_csv
@@ -21,7 +21,7 @@ ENV = dict(os.environ)
 
 
 def _files(tmp_path, scores=0.25):
-    line = (SHARED_DATA / "vcr" / "val_sample_from_VLE_README.jsonl").read_text().splitlines()[0]
+    line = (Path(__file__).parent / "data" / "val_sample_from_VLE_README.jsonl").read_text().splitlines()[0]
     (tmp_path / "val.jsonl").write_text(line + "\n")
     write_leaderboard_csv(str(tmp_path / "pred.csv"), ["val-1"], np.full((1, 4), scores), np.full((1, 4, 4), 0.25))
     return str(tmp_path / "pred.csv"), str(tmp_path / "val.jsonl")
