@@ -360,10 +360,11 @@ class LskdCollator:
         self.with_rationale = with_rationale
         self.augmenter = RegionAugmenter(strategy=region_strategy, max_regions=max_regions) if augment else None
         if rationale_probability is None:
-            rationale_probability = 0.5 if augment else 1.0
+            rationale_probability = 0.5
         if not 0.0 <= rationale_probability <= 1.0:
             raise ValueError(f"rationale_probability must be in [0, 1], got {rationale_probability}")
-        self.rationale_probability = rationale_probability
+        # the coin is part of the augmentation: without it every text keeps its rationale
+        self.rationale_probability = rationale_probability if augment else 1.0
         self.max_length = max_length
         self.alpha = alpha
         self.rng = random.Random(seed)

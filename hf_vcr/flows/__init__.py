@@ -87,12 +87,6 @@ def load_recipe(method: str, name_or_path: str, argv: Sequence[str] = ()):
     return parse_flow_args(flow_module(method).ARGUMENTS, [name_or_path, *argv])
 
 
-def make_parser(arguments: Sequence[type], prog: str | None = None):
-    from ..utils.config_parsing import make_parser as _make_parser
-
-    return _make_parser(arguments, prog=prog)
-
-
 def run_script(main: Callable[..., object]) -> None:
     """Run a flow's ``main`` as a program (``python -m`` / scripts / accelerate launch) and close the process group."""
     from ..utils.distributed import end_distributed

@@ -25,7 +25,8 @@ from hf_vcr.models.configuration_lskd import tiny_critic_config
 from hf_vcr.models.modeling_lskd import LskdCriticModel
 from hf_vcr.trainers.critic_config import CriticConfig, CriticDataArguments, CriticModelArguments
 from hf_vcr.trainers.critic_trainer import CriticTrainer, critic_metrics
-from hf_vcr.flows import make_parser as _make_parser, run_script
+from hf_vcr.flows import run_script
+from hf_vcr.utils.config_parsing import make_parser as _make_parser
 from hf_vcr.flows.common import finish, flow_main, save_final
 from hf_vcr.utils.runtime import announce_run
 

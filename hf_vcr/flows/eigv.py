@@ -45,7 +45,8 @@ from hf_vcr.models.modeling_videoqa import VideoQaForClassification, VideoQaForM
 from hf_vcr.trainers.eigv_config import EigvConfig, EigvDataArguments, EigvModelArguments
 from hf_vcr.trainers.eigv_trainer import EigvTrainer
 from hf_vcr.utils.checkpoints import atomic_write_json
-from hf_vcr.flows import make_parser as _make_parser, run_script
+from hf_vcr.flows import run_script
+from hf_vcr.utils.config_parsing import make_parser as _make_parser
 from hf_vcr.flows.common import finish, flow_main, save_final
 from hf_vcr.predict.eigv import prediction_records
 from hf_vcr.utils.runtime import announce_run

@@ -19,7 +19,8 @@ from hf_vcr.trainers.joint_config import JointConfig
 from hf_vcr.trainers.joint_trainer import run_joint
 from hf_vcr.trainers.vcr_components import build_tokenizer, prepare_splits
 from hf_vcr.trainers.vcr_config import VcrDataArguments, VcrModelArguments
-from hf_vcr.flows import make_parser as _make_parser, run_script
+from hf_vcr.flows import run_script
+from hf_vcr.utils.config_parsing import make_parser as _make_parser
 from hf_vcr.flows.common import finish, flow_main
 
 

@@ -30,7 +30,8 @@ from hf_vcr.models.configuration_lskd import tiny_generative_config, tiny_studen
 from hf_vcr.models.modeling_lskd import LskdStudentModel, apply_qformer_lora, merge_lora, trainable_parameter_summary
 from hf_vcr.trainers.lskd_config import LskdDataArguments, LskdModelArguments, QFormerDistillConfig
 from hf_vcr.trainers.lskd_trainer import QFormerDistillTrainer, freeze_for_generative
-from hf_vcr.flows import make_parser as _make_parser, run_script
+from hf_vcr.flows import run_script
+from hf_vcr.utils.config_parsing import make_parser as _make_parser
 from hf_vcr.flows.common import finish, flow_main, save_final
 from hf_vcr.utils.runtime import announce_run
 from hf_vcr.utils.distributed import gather_whole_model_after_training
@@ -128,9 +129,7 @@ def build(model_args: LskdModelArguments, data_args: LskdDataArguments, args: QF
             apply_qformer_lora(model, r=args.lora_r, alpha=args.lora_alpha)
         collator = LskdCollator(tokenizer, image_processor, with_rationale=args.with_rationale, augment=args.augment_regions,
                                 max_regions=data_args.max_regions, max_length=data_args.max_length, seed=args.seed + state.process_index,
-                                region_strategy=args.region_strategy,
-                                # the coin is part of the augmentation: without it every text keeps its rationale
-                                rationale_probability=args.rationale_probability if args.augment_regions else None)
+                                region_strategy=args.region_strategy, rationale_probability=args.rationale_probability)
     trainer = QFormerDistillTrainer(model=model, args=args, train_dataset=train, data_collator=collator, processing_class=tokenizer)
     return trainer, tokenizer, image_processor, collator
 

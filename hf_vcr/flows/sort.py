@@ -28,7 +28,8 @@ from hf_vcr.models.modeling_vqa import VqaConfig, VqaForClassification
 from hf_vcr.trainers.sort_config import SortConfig, SortDataArguments, SortModelArguments
 from hf_vcr.trainers.sort_trainer import SortTrainer
 from hf_vcr.utils.checkpoints import atomic_write_text
-from hf_vcr.flows import make_parser as _make_parser, run_script
+from hf_vcr.flows import run_script
+from hf_vcr.utils.config_parsing import make_parser as _make_parser
 from hf_vcr.flows.common import finish, flow_main, save_final
 from hf_vcr.utils.runtime import announce_run
 

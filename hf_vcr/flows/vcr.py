@@ -23,7 +23,8 @@ from hf_vcr.trainers.vcr_components import build_collator, build_model, build_to
 from hf_vcr.trainers.vcr_config import VcrDataArguments, VcrModelArguments, VcrTrainingConfig
 from hf_vcr.trainers.vcr_trainer import VcrTrainer, evaluate_q2ar, multiple_choice_accuracy
 from hf_vcr.utils.checkpoints import atomic_write_json
-from hf_vcr.flows import make_parser as _make_parser, run_script
+from hf_vcr.flows import run_script
+from hf_vcr.utils.config_parsing import make_parser as _make_parser
 from hf_vcr.flows.common import finish, flow_main
 from hf_vcr.utils.runtime import announce_run
 from transformers import set_seed

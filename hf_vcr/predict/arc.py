@@ -10,18 +10,11 @@ import argparse
 import os
 from typing import Sequence
 
-from .common import add_common_arguments, add_vcr_data_arguments
-from .vcr import predict_pair
+from .vcr import predict_pair, run_folder_parser
 
 
-def make_parser(prog: str = "hf-vcr predict arc") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Write the VCR leaderboard csv from an ARC run's f_A and f_R.")
-    p.add_argument("--model_dir", "--model-dir", dest="model_dir", required=True,
-                   help="the ARC output directory (holding f_A/ and f_R/)")
-    p.add_argument("--output", required=True, help="the csv to write")
-    add_vcr_data_arguments(p)
-    add_common_arguments(p)
-    return p
+def make_parser() -> argparse.ArgumentParser:
+    return run_folder_parser("arc", "Write the VCR leaderboard csv from an ARC run's f_A and f_R.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

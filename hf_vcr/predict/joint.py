@@ -8,14 +8,13 @@ evaluation mode: every answer fed one-hot, rationale j scored under answer i.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Sequence
 
 import numpy as np
 
-from .common import add_common_arguments, add_vcr_data_arguments, batched_outputs, default_device
-from .vcr import labelled_metrics, load_model_and_tokenizer, load_split, write_vcr_predictions
+from .common import batched_outputs
+from .vcr import predict_pair, run_folder_parser
 
 
 def joint_logits(answer_model, rationale_model, dataset, tokenizer, *, max_length: int = 64, reference_style: str = "r2c",
@@ -38,34 +37,17 @@ def joint_logits(answer_model, rationale_model, dataset, tokenizer, *, max_lengt
     return out["answer_logits"], out["pair_rationale_logits"].reshape(-1, 4, 4)
 
 
-def make_parser(prog: str = "hf-vcr predict joint") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Write the VCR leaderboard csv from a joint-coupling run's f_A and f_R.")
-    p.add_argument("--model_dir", "--model-dir", dest="model_dir", required=True,
-                   help="the joint output directory (holding f_A/ and f_R/)")
-    p.add_argument("--output", required=True, help="the csv to write")
-    add_vcr_data_arguments(p)
-    add_common_arguments(p)
-    return p
+def coupled_logits(f_a, f_r, dataset, tok_a, tok_r, args, device):
+    return joint_logits(f_a, f_r, dataset, tok_a, max_length=args.max_length, reference_style=args.reference_style,
+                        region_features_dir=args.region_features_dir, batch_size=args.batch_size, device=device,
+                        progress=not args.no_progress)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    return run_folder_parser("joint", "Write the VCR leaderboard csv from a joint-coupling run's f_A and f_R.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..metrics.vcr import rounded_json
-    from ..utils.runtime import log_runtime
-
     args = make_parser().parse_args(argv)
-    device = args.device or default_device()
-    f_a, tokenizer = load_model_and_tokenizer(os.path.join(args.model_dir, "f_A"), args.tokenizer, args)
-    f_r, _ = load_model_and_tokenizer(os.path.join(args.model_dir, "f_R"), args.tokenizer, args)
-    log_runtime(device, f_a, what="predict joint f_A")
-    log_runtime(device, f_r, what="predict joint f_R")
-    dataset = load_split(args)
-    answers, rationales = joint_logits(f_a, f_r, dataset, tokenizer, max_length=args.max_length,
-                                       reference_style=args.reference_style, region_features_dir=args.region_features_dir,
-                                       batch_size=args.batch_size, device=device, progress=not args.no_progress)
-    write_vcr_predictions(args.output, dataset["annot_id"], answers, rationales)
-    summary = {"predictions": args.output, "items": len(dataset)}
-    metrics = labelled_metrics(dataset, answers, rationales)
-    if metrics is not None:
-        summary.update(json.loads(rounded_json(metrics)))
-    print(json.dumps(summary))
+    predict_pair(os.path.join(args.model_dir, "f_A"), os.path.join(args.model_dir, "f_R"), args, "joint", logits=coupled_logits)
     return 0

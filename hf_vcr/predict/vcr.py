@@ -90,8 +90,17 @@ def labelled_metrics(dataset, answer_logits, rationale_logits) -> dict[str, floa
     return accuracies_from_scores(answer_logits, rationale_logits, a, r)
 
 
-def predict_pair(answer_dir: str, rationale_dir: str, args, what: str) -> dict:
-    """Load the two saved scorers, predict ``args.annotations``, write ``args.output``; returns the summary printed."""
+def pair_logits(f_a, f_r, dataset, tok_a, tok_r, args, device):
+    """The answer and 16 rationale logits of two independent scorers (Q→A, QA→R)."""
+    return leaderboard_logits(
+        f_a, f_r, dataset, tok_a, rationale_tokenizer=tok_r, max_length=args.max_length, reference_style=args.reference_style,
+        region_features_dir=args.region_features_dir, batch_size=args.batch_size, device=device, progress=not args.no_progress,
+    )
+
+
+def predict_pair(answer_dir: str, rationale_dir: str, args, what: str, logits=pair_logits) -> dict:
+    """Load the two saved scorers, predict ``args.annotations`` with ``logits`` (:func:`pair_logits`, or a coupled
+    model's), write ``args.output``; returns the summary printed."""
     from ..metrics.vcr import rounded_json
     from ..utils.runtime import log_runtime
 
@@ -101,10 +110,7 @@ def predict_pair(answer_dir: str, rationale_dir: str, args, what: str) -> dict:
     log_runtime(device, f_a, what=f"predict {what} Q→A")
     log_runtime(device, f_r, what=f"predict {what} QA→R")
     dataset = load_split(args)
-    answers, rationales = leaderboard_logits(
-        f_a, f_r, dataset, tok_a, rationale_tokenizer=tok_r, max_length=args.max_length, reference_style=args.reference_style,
-        region_features_dir=args.region_features_dir, batch_size=args.batch_size, device=device, progress=not args.no_progress,
-    )
+    answers, rationales = logits(f_a, f_r, dataset, tok_a, tok_r, args, device)
     write_vcr_predictions(args.output, dataset["annot_id"], answers, rationales)
     summary = {"predictions": args.output, "items": len(dataset)}
     metrics = labelled_metrics(dataset, answers, rationales)
@@ -112,6 +118,17 @@ def predict_pair(answer_dir: str, rationale_dir: str, args, what: str) -> dict:
         summary.update(json.loads(rounded_json(metrics)))
     print(json.dumps(summary))
     return summary
+
+
+def run_folder_parser(method: str, description: str) -> argparse.ArgumentParser:
+    """The parser of ``hf-vcr predict arc|joint``: a run's output folder, which holds its f_A/ and f_R/."""
+    p = argparse.ArgumentParser(prog=f"hf-vcr predict {method}", description=description)
+    p.add_argument("--model_dir", "--model-dir", dest="model_dir", required=True,
+                   help=f"the {method} output directory (holding f_A/ and f_R/)")
+    p.add_argument("--output", required=True, help="the csv to write")
+    add_vcr_data_arguments(p)
+    add_common_arguments(p)
+    return p
 
 
 def make_parser(prog: str = "hf-vcr predict vcr") -> argparse.ArgumentParser:
